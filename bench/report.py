@@ -1,0 +1,427 @@
+"""Writes a run's results: ``latest.md`` (tables), ``latest.png`` (ratio chart), ``latest.json`` (raw).
+
+The markdown leads with ratios and shows absolute numbers only as context, because only ratios
+taken in the same run carry over from one machine to another. The chart shows the same ratios with
+their min-max spread as error bars, and a line at 1.0 (parity).
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import os
+import platform
+import subprocess
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from bench.floor import OpOutcome
+from bench.harness import ContenderRuns, HttpOutcome, StormOutcome
+from bench.servers import EXPRESS_DIR, REPO_ROOT, PeakRss
+from bench.stats import Spread
+from bench.suite import SuiteResult
+
+PYTHON_PACKAGES = ("cryptography", "joserfc", "starlette", "uvicorn", "granian", "uvloop", "httptools")
+NODE_PACKAGES = ("express", "jsonwebtoken", "bcryptjs")
+
+
+# --- environment -----------------------------------------------------------------------------
+
+
+def _command_output(argv: Sequence[str], cwd: Path = REPO_ROOT) -> str:
+    try:
+        process = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return "n/a"
+    text = (process.stdout or process.stderr).strip()
+    return text.splitlines()[0] if process.returncode == 0 and text else "n/a"
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _python_version(package: str) -> str:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def _node_package_version(package: str) -> str:
+    try:
+        manifest = json.loads((EXPRESS_DIR / "node_modules" / package / "package.json").read_text())
+    except (OSError, ValueError):
+        return "not installed"
+    return str(manifest.get("version", "?"))
+
+
+def collect_environment() -> dict[str, str]:
+    """Machine and versions, so that a later reader knows what produced the figures."""
+    environment = {
+        "date (UTC)": datetime.now(UTC).strftime("%Y-%m-%d %H:%M"),
+        "git commit": _command_output(["git", "rev-parse", "--short", "HEAD"]),
+        "cpu": _cpu_model(),
+        "cores": str(os.cpu_count()),
+        "kernel": platform.release(),
+        "python": sys.version.split()[0],
+        "node": _command_output(["node", "--version"]),
+        "wrk": _command_output(["wrk", "--version"]).split(" [")[0],
+    }
+    environment |= {package: _python_version(package) for package in PYTHON_PACKAGES}
+    environment |= {f"{package} (npm)": _node_package_version(package) for package in NODE_PACKAGES}
+    return environment
+
+
+# --- markdown --------------------------------------------------------------------------------
+
+
+def _table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return [*lines, ""]
+
+
+def _ratio(spread: Spread | None) -> str:
+    return "n/a" if spread is None else f"**{spread.median:.2f}x** ({spread.low:.2f}-{spread.high:.2f})"
+
+
+def _validity(outcome_valid: bool, runs: Sequence[ContenderRuns]) -> str:
+    if outcome_valid:
+        return "ok"
+    return "INVALID: " + ", ".join(f"{r.label} {r.failures} failed requests" for r in runs if r.failures)
+
+
+def _settings_lines(result: SuiteResult) -> list[str]:
+    settings, floor = result.config.settings, result.config.floor
+    load = settings.load
+    return [
+        f"- HTTP: wrk `-t{load.threads} -c{load.connections} -d{load.duration_s:g}s`, "
+        f"{settings.rounds} rounds (ABBA interleaved) after a {settings.warmup_s:g} s warm-up per server; "
+        f"{result.config.unique_tokens:,} unique tokens per key; login storms with {result.config.storm_connections} "
+        f"connections and a 1-connection probe",
+        f"- Token operations: {floor.rounds} interleaved rounds of ~{floor.sample_s * 1000:g} ms timed loops",
+    ]
+
+
+HTTP_HEADER = (
+    "comparison",
+    "req/s ratio",
+    "p99 ratio",
+    "baseline req/s",
+    "candidate req/s",
+    "baseline p99 ms",
+    "candidate p99 ms",
+    "check",
+)
+
+
+def _http_row(outcome: HttpOutcome) -> list[str]:
+    return [
+        outcome.comparison.title,
+        _ratio(outcome.throughput_ratio),
+        _ratio(outcome.p99_ratio),
+        outcome.baseline.throughput.fmt(),
+        outcome.candidate.throughput.fmt(),
+        outcome.baseline.p99_ms.fmt(2),
+        outcome.candidate.p99_ms.fmt(2),
+        _validity(outcome.valid, (outcome.baseline, outcome.candidate)),
+    ]
+
+
+def _http_section(outcomes: Sequence[HttpOutcome]) -> list[str]:
+    lines: list[str] = ["## HTTP comparisons", ""]
+    lines += [
+        "Ratios are candidate ÷ baseline: for req/s above 1 means the candidate serves more, for p99",
+        "above 1 means the candidate is slower at the tail.",
+        "",
+    ]
+    for group in dict.fromkeys(o.comparison.group for o in outcomes):
+        members = [o for o in outcomes if o.comparison.group == group]
+        lines += [f"### {group}", ""]
+        lines += _table(HTTP_HEADER, [_http_row(o) for o in members])
+        lines += [f"- {o.comparison.title}: {o.comparison.note}" for o in members if o.comparison.note]
+        lines += [_reuse_line(o) for o in members if _reuse_line(o)]
+        lines += [""]
+    return lines
+
+
+def _reuse_line(outcome: HttpOutcome) -> str:
+    reuse = max((r.token_reuse or 0.0) for r in (outcome.baseline, outcome.candidate))
+    if reuse <= 1.0:
+        return ""
+    return (
+        f"- {outcome.comparison.title}: each unique token was sent up to {reuse:.1f} times (run longer than the list)"
+    )
+
+
+STORM_HEADER = (
+    "server",
+    "logins/s",
+    "hash-bound limit /s",
+    "logins ÷ limit",
+    "probe p99 idle ms",
+    "probe p99 storm ms",
+    "p99 storm ÷ idle",
+    "check",
+)
+
+
+def _storm_row(outcome: StormOutcome) -> list[str]:
+    bound = outcome.comparison.hash_bound_per_s
+    return [
+        outcome.comparison.title,
+        outcome.storm_throughput.fmt(1),
+        f"{bound:.1f}" if bound else "n/a",
+        _ratio(outcome.bound_ratio),
+        Spread.of([r.p99_ms for r in outcome.idle]).fmt(2),
+        Spread.of([r.p99_ms for r in outcome.stormy]).fmt(2),
+        _ratio(outcome.p99_ratio),
+        "ok" if outcome.valid else "INVALID: failed requests",
+    ]
+
+
+def _storm_section(outcomes: Sequence[StormOutcome]) -> list[str]:
+    lines = ["## Login storm", ""]
+    lines += [
+        "Storm: closed-loop logins; probe: one connection on a cheap endpoint of the same server, idle vs",
+        "during the storm. The hash-bound limit is what password hashing alone allows.",
+        "",
+    ]
+    lines += _table(STORM_HEADER, [_storm_row(o) for o in outcomes])
+    lines += [
+        f"- {o.comparison.title}: limit = {o.comparison.hash_bound_note}"
+        for o in outcomes
+        if o.comparison.hash_bound_note
+    ]
+    return [*lines, ""]
+
+
+def _rss_rows(result: SuiteResult) -> list[tuple[str, str, PeakRss]]:
+    rows: list[tuple[str, str, PeakRss]] = []
+    for outcome in result.http:
+        rows += [(outcome.comparison.title, side.server, side.rss) for side in (outcome.baseline, outcome.candidate)]
+    rows += [(o.comparison.title, o.comparison.server.name, o.rss) for o in result.storms]
+    return rows
+
+
+def _rss_section(result: SuiteResult) -> list[str]:
+    lines = ["## Peak RSS under load", "", "VmHWM read from /proc before each server stopped.", ""]
+    lines += _table(
+        ["during", "server", "processes", "largest process MiB", "all processes MiB"],
+        [
+            [
+                during,
+                server,
+                str(len(rss.per_process)),
+                f"{rss.max_process_kib / 1024:.1f}",
+                f"{rss.total_kib / 1024:.1f}",
+            ]
+            for during, server, rss in _rss_rows(result)
+        ],
+    )
+    return lines
+
+
+def _floor_section(outcomes: Sequence[OpOutcome]) -> list[str]:
+    contenders = [c for c in dict.fromkeys(o.contender for o in outcomes) if c != "floor"]
+    lines = ["## Token operations vs the cryptography floor", ""]
+    lines += [
+        "Floor: the bare `cryptography` primitive on a ready signing input (no base64, JSON or DER/raw",
+        "conversion). Ratios are contender ops/s ÷ floor ops/s per round: 1.0 is the floor, lower is overhead.",
+        "",
+    ]
+    header = ["algorithm", "operation", "floor ops/s"]
+    for name in contenders:
+        header += [f"{name} ops/s", f"{name} ÷ floor"]
+    rows = []
+    for algorithm, operation in dict.fromkeys((o.algorithm, o.operation) for o in outcomes):
+        cell = {o.contender: o for o in outcomes if (o.algorithm, o.operation) == (algorithm, operation)}
+        row = [algorithm, operation, cell["floor"].throughput.fmt()]
+        for name in contenders:
+            row += [cell[name].throughput.fmt(), _ratio(cell[name].ratio)] if name in cell else ["n/a", "n/a"]
+        rows.append(row)
+    return lines + _table(header, rows)
+
+
+def render_markdown(result: SuiteResult, environment: dict[str, str], chart_name: str | None) -> str:
+    """The whole ``latest.md`` document."""
+    lines = ["# keyturn benchmark: latest run", ""]
+    lines += [
+        "Every figure below is a ratio measured in this run, A/B interleaved, as median (min-max) over",
+        "rounds. Absolute numbers are context only: none of them is a pass/fail criterion.",
+        "",
+        *_settings_lines(result),
+        "",
+    ]
+    if chart_name:
+        lines += [f"![ratios]({chart_name})", ""]
+    if result.http:
+        lines += _http_section(result.http)
+    if result.storms:
+        lines += _storm_section(result.storms)
+    if result.http or result.storms:
+        lines += _rss_section(result)
+    if result.floor:
+        lines += _floor_section(result.floor)
+    if result.skipped:
+        lines += ["## Not measured in this run", "", *[f"- {item}" for item in result.skipped], ""]
+    lines += ["## Environment", "", *_table(["", ""], [[k, f"`{v}`"] for k, v in environment.items()])]
+    return "\n".join(lines)
+
+
+# --- chart -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Bar:
+    """One horizontal bar of the chart: a median ratio and its spread."""
+
+    label: str
+    ratio: Spread
+
+
+def http_bars(result: SuiteResult) -> list[Bar]:
+    """Throughput ratios of the HTTP comparisons, and login storms' ratios."""
+    bars = [Bar(f"{o.comparison.title} (req/s)", o.throughput_ratio) for o in result.http]
+    for storm in result.storms:
+        bars.append(Bar(f"{storm.comparison.title}: probe p99 storm ÷ idle", storm.p99_ratio))
+        if storm.bound_ratio is not None:
+            bars.append(Bar(f"{storm.comparison.title}: logins/s ÷ hash-bound limit", storm.bound_ratio))
+    return bars
+
+
+def floor_bars(result: SuiteResult) -> list[Bar]:
+    """Every non-floor contender's ratio to the floor."""
+    return [Bar(f"{o.algorithm} {o.operation} {o.contender}", o.ratio) for o in result.floor if o.contender != "floor"]
+
+
+def render_chart(result: SuiteResult, path: Path) -> bool:
+    """Draw the ratio chart to ``path``; False when there is nothing to draw."""
+    panels = [
+        (title, bars)
+        for title, bars in (
+            ("HTTP: candidate ÷ baseline (same run, ABBA)", http_bars(result)),
+            ("Token operations: contender ÷ cryptography floor", floor_bars(result)),
+        )
+        if bars
+    ]
+    if not panels:
+        return False
+    heights = [max(2.0, 0.28 * len(bars) + 1.2) for _, bars in panels]
+    # A bare Figure, not pyplot: no global state and no GUI backend, on servers and CI alike.
+    figure = Figure(figsize=(11, sum(heights)), layout="tight")
+    axes = figure.subplots(len(panels), 1, squeeze=False, gridspec_kw={"height_ratios": heights})
+    for axis, (title, bars) in zip(axes[:, 0], panels, strict=True):
+        _draw_panel(axis, title, bars)
+    figure.savefig(path, dpi=110)
+    return True
+
+
+def _draw_panel(axis: Axes, title: str, bars: Sequence[Bar]) -> None:
+    positions = list(range(len(bars)))[::-1]
+    medians = [b.ratio.median for b in bars]
+    errors = [[b.ratio.median - b.ratio.low for b in bars], [b.ratio.high - b.ratio.median for b in bars]]
+    colors = ["#3a7bd5" if m >= 1 else "#e07b39" for m in medians]
+    axis.barh(positions, medians, xerr=errors, color=colors, capsize=3)
+    axis.axvline(1.0, color="black", linewidth=1)
+    axis.set_yticks(positions, [b.label for b in bars], fontsize=8)
+    axis.set_title(title, fontsize=10)
+    axis.set_xlabel("ratio (median; whiskers: min-max over rounds; 1.0 = parity)", fontsize=8)
+    for position, median in zip(positions, medians, strict=True):
+        axis.annotate(f"{median:.2f}x", (median, position), xytext=(4, -3), textcoords="offset points", fontsize=7)
+
+
+# --- json ------------------------------------------------------------------------------------
+
+
+def _spread_dict(spread: Spread | None) -> dict[str, float] | None:
+    return None if spread is None else {"median": spread.median, "low": spread.low, "high": spread.high}
+
+
+def _runs_dict(side: ContenderRuns) -> dict[str, object]:
+    return {
+        "label": side.label,
+        "server": side.server,
+        "peak_rss_kib": side.rss.total_kib,
+        "peak_rss_largest_process_kib": side.rss.max_process_kib,
+        "token_count": side.token_count,
+        "runs": [
+            {
+                "requests_per_s": r.requests_per_s,
+                "p50_ms": r.p50_ms,
+                "p99_ms": r.p99_ms,
+                "socket_errors": r.socket_errors,
+                "bad_status": r.bad_status,
+            }
+            for r in side.runs
+        ],
+    }
+
+
+def to_json(result: SuiteResult, environment: dict[str, str]) -> dict[str, object]:
+    """Raw per-round figures, for anyone who wants to re-analyse a run."""
+    return {
+        "environment": environment,
+        "http": [
+            {
+                "key": o.comparison.key,
+                "title": o.comparison.title,
+                "valid": o.valid,
+                "throughput_ratio": _spread_dict(o.throughput_ratio),
+                "p99_ratio": _spread_dict(o.p99_ratio),
+                "baseline": _runs_dict(o.baseline),
+                "candidate": _runs_dict(o.candidate),
+            }
+            for o in result.http
+        ],
+        "storms": [
+            {
+                "key": o.comparison.key,
+                "title": o.comparison.title,
+                "valid": o.valid,
+                "logins_per_s": _spread_dict(o.storm_throughput),
+                "hash_bound_per_s": o.comparison.hash_bound_per_s,
+                "bound_ratio": _spread_dict(o.bound_ratio),
+                "p99_ratio": _spread_dict(o.p99_ratio),
+                "peak_rss_kib": o.rss.total_kib,
+            }
+            for o in result.storms
+        ],
+        "floor": [
+            {
+                "algorithm": o.algorithm,
+                "operation": o.operation,
+                "contender": o.contender,
+                "ops_per_s": list(o.ops_per_s),
+                "ratio": _spread_dict(o.ratio),
+            }
+            for o in result.floor
+        ],
+        "skipped": result.skipped,
+    }
+
+
+def write_report(result: SuiteResult, out_dir: Path) -> list[Path]:
+    """Write latest.md, latest.png (when there is anything to chart) and latest.json; return their paths."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    environment = collect_environment()
+    chart = out_dir / "latest.png"
+    has_chart = render_chart(result, chart)
+    markdown = out_dir / "latest.md"
+    markdown.write_text(render_markdown(result, environment, chart.name if has_chart else None))
+    raw = out_dir / "latest.json"
+    raw.write_text(json.dumps(to_json(result, environment), indent=2) + "\n")
+    return [markdown, raw, *([chart] if has_chart else [])]

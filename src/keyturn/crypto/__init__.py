@@ -1,0 +1,1 @@
+"""Pure cryptographic functions beside the domain: keys, access tokens, opaque secrets, passwords."""

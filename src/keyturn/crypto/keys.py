@@ -1,0 +1,210 @@
+"""Signing keys and the key ring.
+
+A :class:`SigningKey` pins exactly one JWS algorithm to one key and one ``kid``;
+verification looks the key up by ``kid`` and uses *its* algorithm, never the
+token's word for it (RFC 8725 §3.1). The :class:`KeyRing` is ordered: the newest
+``current`` key signs, and every published key verifies until it is dropped.
+
+Private keys are exported as JWK JSON, optionally sealed with a key-encryption key
+(JWE ``dir`` + ``A256GCM``) so the database never holds them in clear.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, Final, Literal
+
+from joserfc import jwe, jwk
+from joserfc.errors import JoseError
+from joserfc.jwk import Key, OctKey
+
+from keyturn.errors import ConfigurationError
+
+__all__ = [
+    "ALGORITHMS",
+    "ASYMMETRIC_ALGORITHMS",
+    "HMAC_ALGORITHMS",
+    "KeyRing",
+    "KeyState",
+    "SigningKey",
+    "generate_signing_key",
+    "hmac_signing_key",
+    "load_private_jwk",
+    "seal_private_jwk",
+    "symmetric_key_from_b64",
+]
+
+HMAC_ALGORITHMS: Final = frozenset({"HS256", "HS384", "HS512"})
+ASYMMETRIC_ALGORITHMS: Final = frozenset(
+    {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+)
+#: Every algorithm keyturn signs or verifies with. ``none`` is never among them.
+ALGORITHMS: Final = HMAC_ALGORITHMS | ASYMMETRIC_ALGORITHMS
+
+#: Shortest HMAC secret accepted, in bytes (RFC 7518 §3.2: at least the hash size).
+MIN_HMAC_SECRET_BYTES: Final = 32
+RSA_KEY_BITS: Final = 2048
+
+KeyState = Literal["next", "current", "retired"]
+
+_EC_CURVES: Final[dict[str, Literal["P-256", "P-384", "P-521"]]] = {
+    "ES256": "P-256",
+    "ES384": "P-384",
+    "ES512": "P-521",
+}
+_HMAC_BYTES: Final = {"HS256": 32, "HS384": 48, "HS512": 64}
+
+
+@dataclass(frozen=True, slots=True)
+class SigningKey:
+    """One key, its pinned algorithm, its ``kid`` and its place in the rotation."""
+
+    kid: str
+    alg: str
+    key: Key
+    state: KeyState = "current"
+    created_at: float = 0.0
+    #: When a retired key may leave the JWKS: no token it signed can be valid after this.
+    drop_after: float | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_hmac(self) -> bool:
+        return self.alg in HMAC_ALGORITHMS
+
+    def public_jwk(self) -> dict[str, Any]:
+        """The RFC 7517 public JWK with ``kid``, ``alg`` and ``use: sig``.
+
+        Raises ``ValueError`` for an HMAC key: a shared secret is never published.
+        """
+        if self.is_hmac:
+            raise ValueError("an HMAC key has no public form")
+        data: dict[str, Any] = dict(self.key.as_dict(private=False))
+        data.update({"kid": self.kid, "alg": self.alg, "use": "sig"})
+        return data
+
+    def private_jwk_json(self) -> str:
+        """The private key as JWK JSON, for storage only (see :func:`seal_private_jwk`)."""
+        return json.dumps(self.key.as_dict(private=True), sort_keys=True)
+
+    def with_state(self, state: KeyState, *, drop_after: float | None = None) -> SigningKey:
+        return replace(self, state=state, drop_after=drop_after)
+
+
+def _new_key(alg: str) -> Key:
+    if alg in HMAC_ALGORITHMS:
+        return jwk.generate_key("oct", _HMAC_BYTES[alg] * 8)
+    if alg.startswith(("RS", "PS")):
+        return jwk.generate_key("RSA", RSA_KEY_BITS)
+    if alg in _EC_CURVES:
+        return jwk.generate_key("EC", _EC_CURVES[alg])
+    return jwk.generate_key("OKP", "Ed25519")
+
+
+def generate_signing_key(alg: str, *, now: float, state: KeyState = "current") -> SigningKey:
+    """A fresh key for ``alg``; its ``kid`` is the RFC 7638 thumbprint of the public key.
+
+    Raises :class:`ConfigurationError` for an algorithm keyturn does not offer.
+    """
+    if alg not in ALGORITHMS:
+        raise ConfigurationError(f"unsupported signing algorithm {alg!r}; choose one of {sorted(ALGORITHMS)}")
+    key = _new_key(alg)
+    kid = _hmac_kid(key) if alg in HMAC_ALGORITHMS else key.thumbprint()
+    return SigningKey(kid=kid, alg=alg, key=key, state=state, created_at=now)
+
+
+def _hmac_kid(key: Key) -> str:
+    # A plain hash of the secret would be an offline oracle for it; a keyed label is not.
+    secret = key.get_op_key("sign")
+    if not isinstance(secret, bytes):
+        raise TypeError("an HMAC key must hold bytes")
+    digest = hmac.new(secret, b"keyturn kid", hashlib.sha256).digest()[:12]
+    return "hs-" + base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def hmac_signing_key(secret: bytes, alg: str = "HS256", *, now: float = 0.0) -> SigningKey:
+    """The key of the shared-secret mode; refuses a secret shorter than 32 bytes."""
+    if alg not in HMAC_ALGORITHMS:
+        raise ConfigurationError(f"{alg} is not an HMAC algorithm")
+    if len(secret) < MIN_HMAC_SECRET_BYTES:
+        raise ConfigurationError(f"the HMAC secret must be at least {MIN_HMAC_SECRET_BYTES} bytes long")
+    key = OctKey.import_key(secret)
+    return SigningKey(kid=_hmac_kid(key), alg=alg, key=key, created_at=now)
+
+
+def symmetric_key_from_b64(value: str, *, purpose: str) -> OctKey:
+    """A 32-byte key given as base64url (with or without padding), for ``purpose`` messages."""
+    try:
+        raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+    except (ValueError, TypeError) as exc:
+        raise ConfigurationError(f"{purpose} must be base64url") from exc
+    if len(raw) != 32:
+        raise ConfigurationError(f"{purpose} must decode to exactly 32 bytes")
+    return OctKey.import_key(raw)
+
+
+def seal_private_jwk(private_json: str, kek: OctKey | None) -> str:
+    """Encrypt a private JWK for storage (JWE dir/A256GCM), or return it as is without a KEK."""
+    if kek is None:
+        return private_json
+    return jwe.encrypt_compact({"alg": "dir", "enc": "A256GCM", "cty": "jwk+json"}, private_json, kek)
+
+
+def load_private_jwk(stored: str, kek: OctKey | None) -> Key:
+    """Import a stored private key, decrypting it with ``kek`` when it is sealed.
+
+    Raises :class:`ConfigurationError` if the key is sealed and ``kek`` is missing or wrong.
+    """
+    if stored.lstrip().startswith("{"):
+        return jwk.import_key(json.loads(stored))
+    if kek is None:
+        raise ConfigurationError("signing keys are encrypted at rest: KEYTURN_KEY_ENCRYPTION_KEY is required")
+    try:
+        plain = jwe.decrypt_compact(stored, kek).plaintext
+    except JoseError as exc:
+        raise ConfigurationError("KEYTURN_KEY_ENCRYPTION_KEY does not decrypt the stored signing keys") from exc
+    return jwk.import_key(json.loads(plain or b"{}"))
+
+
+class KeyRing:
+    """The ordered set of signing keys: the newest current key signs, all verify.
+
+    Immutable: rotation builds a new ring, so a reader never sees a half-rotated one.
+    """
+
+    __slots__ = ("_by_kid", "_keys")
+
+    def __init__(self, keys: Iterable[SigningKey]) -> None:
+        self._keys: tuple[SigningKey, ...] = tuple(sorted(keys, key=lambda k: k.created_at))
+        self._by_kid: dict[str, SigningKey] = {k.kid: k for k in self._keys}
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def __iter__(self) -> Any:
+        return iter(self._keys)
+
+    @property
+    def signing_key(self) -> SigningKey:
+        """The newest ``current`` key. Raises ``LookupError`` on a ring with none."""
+        for key in reversed(self._keys):
+            if key.state == "current":
+                return key
+        raise LookupError("the key ring holds no current key")
+
+    def verification_key(self, kid: str) -> SigningKey | None:
+        """The key named ``kid``, or ``None``: unknown kids are never guessed at."""
+        return self._by_kid.get(kid)
+
+    def published(self, now: float) -> list[SigningKey]:
+        """The keys a verifier may need at ``now``: all but retired keys past their drop time."""
+        return [k for k in self._keys if k.drop_after is None or k.drop_after > now]
+
+    def jwks(self, now: float) -> dict[str, Any]:
+        """The RFC 7517 JWK Set of public keys; empty in HMAC mode, whose secret is never published."""
+        return {"keys": [k.public_jwk() for k in self.published(now) if not k.is_hmac]}

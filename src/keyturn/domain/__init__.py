@@ -1,0 +1,1 @@
+"""The domain: accounts, sessions, keys and authorization. No HTTP, no SQL driver."""

@@ -1,0 +1,102 @@
+"""Issuing and checking access tokens, with the live key ring and the configured claims."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from joserfc.jwk import OctKey
+
+from keyturn.clock import Clock
+from keyturn.crypto.access_tokens import AccessToken, IssuedToken, VerifyOptions, issue_access_token, read_header
+from keyturn.crypto.access_tokens import verify_access_token as _verify
+from keyturn.domain.keyring import KeyManager
+from keyturn.domain.models import User
+from keyturn.errors import TokenInvalid
+
+__all__ = ["IssuedAccess", "ScopeMap", "TokenIssuer", "TokenPolicy"]
+
+#: Maps a user's roles to the scopes they grant (``KEYTURN_ROLES``).
+ScopeMap = Callable[[list[str]], list[str]]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TokenPolicy:
+    issuer: str
+    audience: str
+    access_ttl: int
+    leeway: int
+    client_id: str = "keyturn"
+    encryption_key: OctKey | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedAccess:
+    token: IssuedToken
+    scopes: tuple[str, ...]
+
+
+class TokenIssuer:
+    """Signs access tokens with the newest key and verifies them with the whole ring."""
+
+    def __init__(self, keys: KeyManager, clock: Clock, policy: TokenPolicy, scopes_for: ScopeMap) -> None:
+        self._keys = keys
+        self._clock = clock
+        self._policy = policy
+        self._scopes_for = scopes_for
+        self.verify_options = VerifyOptions(
+            issuer=policy.issuer,
+            audience=policy.audience,
+            leeway=policy.leeway,
+            decryption_key=policy.encryption_key,
+            require_encryption=policy.encryption_key is not None,
+        )
+
+    async def for_user(
+        self,
+        user: User,
+        *,
+        session_id: str | None,
+        scopes: tuple[str, ...] | None = None,
+        client_id: str | None = None,
+    ) -> IssuedAccess:
+        """An access token for ``user``; ``scopes`` narrows the role-granted ones (API keys)."""
+        ring = await self._keys.refresh_if_stale()
+        granted = tuple(self._scopes_for(list(user.roles)))
+        if scopes is not None:
+            granted = tuple(s for s in granted if s in scopes)
+        token = issue_access_token(
+            ring.signing_key,
+            issuer=self._policy.issuer,
+            audience=self._policy.audience,
+            subject=user.id,
+            ttl=self._policy.access_ttl,
+            now=self._clock.now(),
+            session_id=session_id,
+            client_id=client_id or self._policy.client_id,
+            email=user.email,
+            roles=user.roles,
+            scope=" ".join(granted),
+            encryption_key=self._policy.encryption_key,
+        )
+        return IssuedAccess(token=token, scopes=granted)
+
+    async def verify(self, token: str) -> AccessToken:
+        """Verify with the current ring, reloading it once (rate-limited) on an unknown kid."""
+        ring = await self._keys.refresh_if_stale()
+        try:
+            return _verify(token, ring, self.verify_options, now=self._clock.now())
+        except TokenInvalid:
+            kid = _kid_of(token)
+            if kid is None or ring.verification_key(kid) is not None:
+                raise
+        ring = await self._keys.on_unknown_kid()
+        return _verify(token, ring, self.verify_options, now=self._clock.now())
+
+
+def _kid_of(token: str) -> str | None:
+    try:
+        kid = read_header(token).get("kid")
+    except TokenInvalid:
+        return None
+    return kid if isinstance(kid, str) else None

@@ -1,0 +1,1 @@
+"""The auth server: a FastAPI app composed in :func:`keyturn.server.app.create_app`."""

@@ -1,0 +1,141 @@
+"""``/auth/*``: register, login, refresh, logout, me, sessions, password (CONTRACT.md §2, §4)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Depends, Request, Response
+
+from keyturn.domain.models import ClientInfo, TokenPair
+from keyturn.errors import NotFound, TokenInvalid, Unauthorized
+from keyturn.server.dependencies import CurrentCaller, ServicesDep, client_info
+from keyturn.server.schemas import (
+    AccessTokenData,
+    LoginRequest,
+    LogoutRequest,
+    Ok,
+    PasswordChangedData,
+    PasswordChangeRequest,
+    RefreshRequest,
+    RegisterRequest,
+    RevokedData,
+    SessionOut,
+    SessionsData,
+    TokenData,
+    UserData,
+    UserOut,
+)
+from keyturn.server.services import Services
+
+router = APIRouter(prefix="/auth", tags=["auth"])
+Client = Annotated[ClientInfo, Depends(client_info)]
+
+
+TokenAnswer = Ok[TokenData] | Ok[AccessTokenData]
+
+
+def _answer(services: Services, response: Response, pair: TokenPair) -> TokenAnswer:
+    """Body mode returns the refresh token; cookie mode sets it as a cookie, never in the body."""
+    access = AccessTokenData(
+        access_token=pair.access.token,
+        expires_in=pair.access.expires_in,
+        refresh_expires_in=pair.refresh_expires_in,
+        scope=" ".join(pair.scopes),
+        user=UserOut.of(pair.user),
+    )
+    if pair.session.mode == "cookie" or pair.refresh_token is None:
+        if pair.refresh_token:
+            services.cookies.set(response, pair.refresh_token, pair.refresh_expires_in)
+        return Ok(data=access)
+    return Ok(data=TokenData(**access.model_dump(), refresh_token=pair.refresh_token))
+
+
+@router.post("/register", status_code=201, response_model=Ok[UserData], summary="Create an account")
+async def register(body: RegisterRequest, services: ServicesDep) -> Ok[UserData]:
+    user = await services.accounts.register(body.email, body.password, body.name)
+    return Ok(data=UserData(user=UserOut.of(user)))
+
+
+@router.post("/login", response_model=TokenAnswer, summary="Log in")
+async def login(body: LoginRequest, services: ServicesDep, client: Client, response: Response) -> TokenAnswer:
+    user = await services.accounts.authenticate(body.email, body.password)
+    pair = await services.sessions.start(user, client, body.session)
+    return _answer(services, response, pair)
+
+
+@router.post("/refresh", response_model=TokenAnswer, summary="Rotate a refresh token")
+async def refresh(
+    request: Request,
+    services: ServicesDep,
+    client: Client,
+    response: Response,
+    body: Annotated[RefreshRequest | None, Body()] = None,
+) -> TokenAnswer:
+    token = body.refresh_token if body else None
+    if token is None:
+        token = services.cookies.refresh_token(request)
+        if token is None:
+            raise Unauthorized("A refresh token is required.")
+        services.cookies.check_csrf(request)
+    pair = await services.sessions.refresh(token, client, services.load_active_user)
+    return _answer(services, response, pair)
+
+
+@router.post("/logout", response_model=Ok[RevokedData], summary="Revoke this session")
+async def logout(
+    request: Request,
+    caller: CurrentCaller,
+    services: ServicesDep,
+    response: Response,
+    body: Annotated[LogoutRequest | None, Body()] = None,
+) -> Ok[RevokedData]:
+    targets = {caller.session_id} if caller.session_id else set()
+    token = body.refresh_token if body else None
+    if token is None and (cookie := services.cookies.refresh_token(request)) is not None:
+        services.cookies.check_csrf(request)
+        token = cookie
+        services.cookies.clear(response)
+    if token is not None:
+        session = await services.sessions.session_of_refresh_token(token)
+        if session is None or session.user_id != caller.user.id:
+            raise TokenInvalid("The refresh token is invalid.")
+        targets.add(session.id)
+    revoked = await services.sessions.revoke(sorted(t for t in targets if t))
+    return Ok(data=RevokedData(revoked=len(revoked)))
+
+
+@router.post("/logout-all", response_model=Ok[RevokedData], summary="Revoke every session")
+async def logout_all(caller: CurrentCaller, services: ServicesDep, response: Response) -> Ok[RevokedData]:
+    revoked = await services.sessions.revoke_all(caller.user.id)
+    if caller.session_id:
+        await services.sessions.revoke([caller.session_id])
+    services.cookies.clear(response)
+    return Ok(data=RevokedData(revoked=len(revoked)))
+
+
+@router.get("/me", response_model=Ok[UserData], summary="The caller's account")
+async def me(caller: CurrentCaller) -> Ok[UserData]:
+    return Ok(data=UserData(user=UserOut.of(caller.user)))
+
+
+@router.get("/sessions", response_model=Ok[SessionsData], summary="The caller's active sessions")
+async def list_sessions(caller: CurrentCaller, services: ServicesDep) -> Ok[SessionsData]:
+    sessions = await services.sessions.active(caller.user.id)
+    return Ok(data=SessionsData(sessions=[SessionOut.of(s, caller.session_id) for s in sessions]))
+
+
+@router.delete("/sessions/{session_id}", response_model=Ok[RevokedData], summary="Revoke one of your sessions")
+async def revoke_session(session_id: str, caller: CurrentCaller, services: ServicesDep) -> Ok[RevokedData]:
+    if len(session_id) > 64:
+        raise NotFound("No such session.")
+    await services.sessions.revoke_own(caller.user.id, session_id)
+    return Ok(data=RevokedData(revoked=1))
+
+
+@router.post("/password", response_model=Ok[PasswordChangedData], summary="Change your password")
+async def change_password(
+    body: PasswordChangeRequest, caller: CurrentCaller, services: ServicesDep
+) -> Ok[PasswordChangedData]:
+    user = await services.accounts.change_password(caller.user.id, body.current_password, body.new_password)
+    revoked = await services.sessions.revoke_all(user.id, keep=caller.session_id)
+    return Ok(data=PasswordChangedData(user=UserOut.of(user), revoked_sessions=len(revoked)))

@@ -1,0 +1,159 @@
+"""The server's collaborators, built once from the settings (the composition root's output)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from keyturn.clock import Clock, SystemClock
+from keyturn.crypto.keys import symmetric_key_from_b64
+from keyturn.crypto.passwords import PROFILES, PasswordHasher
+from keyturn.domain.accounts import Accounts
+from keyturn.domain.keyring import KeyManager, KeyPolicy
+from keyturn.domain.models import User
+from keyturn.domain.sessions import SessionPolicy, Sessions
+from keyturn.domain.tokens import TokenIssuer, TokenPolicy
+from keyturn.errors import AccountDisabled, TokenRevoked
+from keyturn.server.cookies import CookiePolicy
+from keyturn.settings import Settings
+from keyturn.store.migrate import migrate
+from keyturn.store.sql import (
+    Database,
+    SqlKeyStore,
+    SqlRevocationStore,
+    SqlSessionStore,
+    SqlUserStore,
+    create_engine,
+    sqlite_path,
+)
+
+__all__ = ["Services", "build_services", "prepare_data_dir"]
+
+
+def prepare_data_dir(path: Path) -> None:
+    """Create the data dir 0700 and tighten every file in it to 0600 (they hold secrets)."""
+    path.mkdir(parents=True, exist_ok=True)
+    path.chmod(0o700)
+    for child in path.iterdir():
+        if child.is_file():
+            child.chmod(0o600)
+
+
+@dataclass
+class Services:
+    settings: Settings
+    clock: Clock
+    db: Database
+    users: SqlUserStore
+    session_store: SqlSessionStore
+    revocations: SqlRevocationStore
+    keys: KeyManager
+    tokens: TokenIssuer
+    accounts: Accounts
+    sessions: Sessions
+    hasher: PasswordHasher
+    cookies: CookiePolicy
+
+    async def load_active_user(self, user_id: str) -> User:
+        """The user behind a session; disabled or deleted accounts may no longer act."""
+        stored = await self.users.by_id(user_id)
+        if stored is None:
+            raise TokenRevoked()
+        if stored.user.disabled:
+            raise AccountDisabled()
+        return stored.user
+
+    async def start(self) -> None:
+        """Migrate and load (or create) the signing keys."""
+        await migrate(self.db.engine)
+        if (path := sqlite_path(self.settings.async_database_url)) is not None:
+            prepare_data_dir(path.parent)
+        await self.keys.start()
+
+    async def close(self) -> None:
+        await self.db.dispose()
+
+
+def build_services(settings: Settings, *, clock: Clock | None = None) -> Services:
+    """Wire every collaborator from ``settings``; no I/O happens here."""
+    clock = clock or SystemClock()
+    if settings.database_url is None:
+        prepare_data_dir(settings.data_dir)
+    elif (path := sqlite_path(settings.async_database_url)) is not None:
+        prepare_data_dir(path.parent)
+    old_umask = os.umask(0o077)  # the SQLite file and its WAL are created 0600
+    try:
+        engine = create_engine(
+            settings.async_database_url,
+            pool_size=settings.db_pool_size,
+            max_overflow=settings.db_max_overflow,
+            pool_timeout=settings.db_pool_timeout,
+        )
+    finally:
+        os.umask(old_umask)
+    db = Database(engine)
+    kek = (
+        symmetric_key_from_b64(settings.key_encryption_key.get_secret_value(), purpose="KEYTURN_KEY_ENCRYPTION_KEY")
+        if settings.key_encryption_key
+        else None
+    )
+    enc = (
+        symmetric_key_from_b64(settings.encryption_key.get_secret_value(), purpose="KEYTURN_ENCRYPTION_KEY")
+        if settings.token_encryption == "dir" and settings.encryption_key
+        else None
+    )
+    keys = KeyManager(
+        SqlKeyStore(db, kek),
+        clock,
+        KeyPolicy(
+            algorithm=settings.algorithm,
+            access_ttl=settings.access_ttl,
+            leeway=settings.leeway,
+            hmac_secret=settings.secret_bytes() if settings.is_hmac else b"",
+            rotation_interval=settings.key_rotation_interval,
+        ),
+    )
+    tokens = TokenIssuer(
+        keys,
+        clock,
+        TokenPolicy(
+            issuer=settings.issuer,
+            audience=settings.audience,
+            access_ttl=settings.access_ttl,
+            leeway=settings.leeway,
+            encryption_key=enc,
+        ),
+        settings.scopes_for,
+    )
+    hasher = PasswordHasher(PROFILES[settings.password_profile], max_concurrency=settings.hash_concurrency)
+    users = SqlUserStore(db)
+    session_store = SqlSessionStore(db)
+    revocations = SqlRevocationStore(db)
+    sessions = Sessions(
+        session_store,
+        revocations,
+        tokens,
+        clock,
+        SessionPolicy(
+            refresh_ttl=settings.refresh_ttl,
+            idle_ttl=settings.refresh_idle_ttl,
+            grace=settings.refresh_grace,
+            access_ttl=settings.access_ttl,
+            leeway=settings.leeway,
+        ),
+    )
+    return Services(
+        settings=settings,
+        clock=clock,
+        db=db,
+        users=users,
+        session_store=session_store,
+        revocations=revocations,
+        keys=keys,
+        tokens=tokens,
+        accounts=Accounts(users, hasher, clock, default_roles=settings.default_roles),
+        sessions=sessions,
+        hasher=hasher,
+        cookies=CookiePolicy(secure=settings.cookie_secure and not settings.dev),
+    )

@@ -1,0 +1,192 @@
+"""keyturn's settings: ``KEYTURN_*`` environment variables, or the same keys in a TOML file.
+
+Validated once, at start-up, into a frozen object; an unsafe combination raises
+:class:`~keyturn.errors.ConfigurationError` with a sentence saying what to change
+(CONTRACT.md §5). Nothing reads the environment after this.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Final, Literal
+
+from limits import parse as parse_rate_limit
+from pydantic import BeforeValidator, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from keyturn.crypto.keys import ALGORITHMS, HMAC_ALGORITHMS, MIN_HMAC_SECRET_BYTES
+from keyturn.errors import ConfigurationError
+
+__all__ = ["Settings", "load_settings", "parse_duration"]
+
+_UNITS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_DURATION: Final = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
+CONFIG_FILE_ENV: Final = "KEYTURN_CONFIG_FILE"
+
+
+def parse_duration(value: Any) -> int:
+    """Seconds from ``90``, ``"90"``, ``"90s"``, ``"15m"``, ``"12h"`` or ``"14d"``."""
+    if isinstance(value, bool):
+        raise ValueError("a duration is a number of seconds or a number with a unit (s, m, h, d)")
+    if isinstance(value, int):
+        return value
+    match = _DURATION.match(str(value))
+    if match is None:
+        raise ValueError("a duration is a number of seconds or a number with a unit (s, m, h, d)")
+    return int(match.group(1)) * _UNITS[match.group(2) or "s"]
+
+
+Duration = Annotated[int, BeforeValidator(parse_duration)]
+
+
+def _validate_rate(value: str) -> str:
+    parse_rate_limit(value)
+    return value
+
+
+RateLimit = Annotated[str, BeforeValidator(_validate_rate)]
+
+
+def async_database_url(url: str) -> str:
+    """Map the plain URLs of the contract to SQLAlchemy's async drivers."""
+    for plain, driver in (
+        ("sqlite:", "sqlite+aiosqlite:"),
+        ("postgresql:", "postgresql+asyncpg:"),
+        ("postgres:", "postgresql+asyncpg:"),
+    ):
+        if url.startswith(plain):
+            return driver + url[len(plain) :]
+    if url.startswith(("sqlite+aiosqlite:", "postgresql+asyncpg:")):
+        return url
+    raise ConfigurationError("KEYTURN_DATABASE_URL must be sqlite:///PATH or postgresql://USER@HOST:PORT/DB")
+
+
+class Settings(BaseSettings):
+    """Every knob of keyturn, with a safe default each."""
+
+    model_config = SettingsConfigDict(env_prefix="KEYTURN_", frozen=True, extra="ignore")
+
+    data_dir: Path = Path(".keyturn")
+    database_url: str | None = None
+    redis_url: str | None = None
+    issuer: str = "http://127.0.0.1:8000"
+    audience: str = "keyturn"
+    algorithm: str = "ES256"
+    secret: SecretStr | None = None
+    access_ttl: Duration = 900
+    refresh_ttl: Duration = 14 * 86400
+    #: Revoke a session unused for this long; 0 disables the idle timeout.
+    refresh_idle_ttl: Duration = 0
+    leeway: Duration = 5
+    refresh_grace: Duration = 10
+    dev: bool = False
+    cookie_secure: bool = True
+    body_limit: int = Field(default=64 * 1024, ge=1024)
+    password_profile: Literal["owasp", "test-only-cheap"] = "owasp"
+    hash_concurrency: int | None = Field(default=None, ge=1)
+    rate_limit_login: RateLimit = "5/15minutes"
+    rate_limit_login_ip: RateLimit = "100/15minutes"
+    rate_limit_register: RateLimit = "20/hour"
+    rate_limit_refresh: RateLimit = "120/minute"
+    roles: dict[str, list[str]] = Field(default_factory=dict)
+    default_roles: list[str] = Field(default_factory=lambda: ["user"])
+    trusted_proxies: list[str] = Field(default_factory=list)
+    jwks_max_age: Duration = 300
+    purge_interval: Duration = 3600
+    key_encryption_key: SecretStr | None = None
+    token_encryption: Literal["none", "dir"] = "none"
+    encryption_key: SecretStr | None = None
+    key_rotation_interval: Duration = 0
+    db_pool_size: int = Field(default=10, ge=1)
+    db_max_overflow: int = Field(default=10, ge=0)
+    db_pool_timeout: float = Field(default=5.0, gt=0)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = os.environ.get(CONFIG_FILE_ENV)
+        if config_file:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(config_file)))
+        return tuple(sources)
+
+    @field_validator("roles", mode="before")
+    @classmethod
+    def _roles_json(cls, value: Any) -> Any:
+        return json.loads(value) if isinstance(value, str) else value
+
+    @property
+    def async_database_url(self) -> str:
+        return async_database_url(self.database_url or f"sqlite:///{self.data_dir / 'keyturn.db'}")
+
+    @property
+    def is_hmac(self) -> bool:
+        return self.algorithm in HMAC_ALGORITHMS
+
+    def secret_bytes(self) -> bytes:
+        return self.secret.get_secret_value().encode("utf-8") if self.secret else b""
+
+    def scopes_for(self, roles: list[str] | tuple[str, ...]) -> list[str]:
+        """The scopes granted by ``roles`` through ``KEYTURN_ROLES``, sorted and unique."""
+        return sorted({scope for role in roles for scope in self.roles.get(role, [])})
+
+    def check_safe(self) -> None:
+        """Raise :class:`ConfigurationError` for any dangerous combination (CONTRACT.md §5)."""
+        for rule in (_check_algorithm, _check_secret, _check_cookies, _check_encryption, _check_ttls):
+            rule(self)
+
+
+def _check_algorithm(s: Settings) -> None:
+    if s.algorithm not in ALGORITHMS:
+        raise ConfigurationError(
+            f"KEYTURN_ALGORITHM={s.algorithm!r} is not allowed; choose one of {', '.join(sorted(ALGORITHMS))}"
+        )
+
+
+def _check_secret(s: Settings) -> None:
+    if s.is_hmac and len(s.secret_bytes()) < MIN_HMAC_SECRET_BYTES:
+        raise ConfigurationError(
+            f"KEYTURN_ALGORITHM={s.algorithm} needs KEYTURN_SECRET of at least {MIN_HMAC_SECRET_BYTES} bytes"
+        )
+
+
+def _check_cookies(s: Settings) -> None:
+    if not s.cookie_secure and not s.dev:
+        raise ConfigurationError("KEYTURN_COOKIE_SECURE=false is only allowed with KEYTURN_DEV=true")
+
+
+def _check_encryption(s: Settings) -> None:
+    if s.token_encryption == "dir" and s.encryption_key is None:
+        raise ConfigurationError("KEYTURN_TOKEN_ENCRYPTION=dir needs a 32-byte KEYTURN_ENCRYPTION_KEY (base64url)")
+
+
+def _check_ttls(s: Settings) -> None:
+    if s.access_ttl < 1 or s.refresh_ttl < s.access_ttl:
+        raise ConfigurationError("KEYTURN_ACCESS_TTL must be positive and not longer than KEYTURN_REFRESH_TTL")
+    if s.refresh_grace > 300:
+        raise ConfigurationError("KEYTURN_REFRESH_GRACE over 300 seconds defeats reuse detection")
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read, validate and safety-check the settings; raise :class:`ConfigurationError` if unsafe."""
+    try:
+        settings = Settings(**overrides)
+    except ValidationError as exc:
+        problems = "; ".join(f"KEYTURN_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors())
+        raise ConfigurationError(problems) from None
+    settings.check_safe()
+    return settings

@@ -1,0 +1,1 @@
+"""Adapters from the domain's ports to SQL (SQLite, PostgreSQL) and Redis."""

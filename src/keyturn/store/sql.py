@@ -1,0 +1,413 @@
+"""The domain's stores on SQLAlchemy 2 (async): SQLite by default, PostgreSQL by URL.
+
+Driver errors are translated here and nowhere else: a unique violation on e-mail
+becomes :class:`EmailTaken`; an unreachable or failing database becomes
+:class:`ServiceUnavailable` (503), never a 500. Every write is one transaction, so
+a failure leaves no half-state.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from joserfc.jwk import OctKey
+from sqlalchemy import and_, delete, event, exists, insert, select, text, update
+from sqlalchemy.engine import Row
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from keyturn.crypto.keys import KeyState, SigningKey, load_private_jwk, seal_private_jwk
+from keyturn.domain.models import Rotation, Session, SpentToken, StoredUser, User
+from keyturn.errors import EmailTaken, ServiceUnavailable
+from keyturn.store.tables import refresh_tokens, revocations, sessions, signing_keys, users
+
+__all__ = [
+    "sqlite_path",
+    "Database",
+    "SqlKeyStore",
+    "SqlRevocationStore",
+    "SqlSessionStore",
+    "SqlUserStore",
+    "create_engine",
+]
+
+_UNAVAILABLE = (OperationalError, InterfaceError, PoolTimeout, OSError, TimeoutError)
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file of an SQLite URL (``None`` for other databases and in-memory SQLite)."""
+    prefix = "sqlite+aiosqlite:///"
+    if not url.startswith(prefix) or url == prefix or ":memory:" in url:
+        return None
+    return Path(url[len(prefix) :])
+
+
+def create_engine(url: str, *, pool_size: int = 10, max_overflow: int = 10, pool_timeout: float = 5.0) -> AsyncEngine:
+    """An async engine; SQLite gets foreign keys, WAL and a busy timeout on every connection."""
+    if url.startswith("sqlite"):
+        engine = create_async_engine(url, connect_args={"timeout": 30})
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_async_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=max_overflow,
+        pool_timeout=pool_timeout,
+        pool_pre_ping=True,
+        connect_args={"timeout": pool_timeout},
+    )
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    for pragma in ("foreign_keys=ON", "journal_mode=WAL", "busy_timeout=30000", "synchronous=NORMAL"):
+        cursor.execute(f"PRAGMA {pragma}")
+    cursor.close()
+
+
+class Database:
+    """The engine, with transactions that translate driver failures."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncConnection]:
+        """One transaction; unreachable or failing databases raise ServiceUnavailable."""
+        try:
+            async with self.engine.begin() as conn:
+                yield conn
+        except IntegrityError:
+            raise
+        except _UNAVAILABLE as exc:
+            raise ServiceUnavailable() from exc
+        except DBAPIError as exc:
+            if exc.connection_invalidated:
+                raise ServiceUnavailable() from exc
+            raise
+
+    async def ping(self) -> None:
+        async with self.transaction() as conn:
+            await conn.execute(text("SELECT 1"))
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+
+def _user(row: Row[Any]) -> User:
+    return User(
+        id=row.id,
+        email=row.email,
+        name=row.name,
+        roles=tuple(json.loads(row.roles)),
+        created_at=row.created_at,
+        disabled=bool(row.disabled),
+    )
+
+
+def _session(row: Row[Any]) -> Session:
+    return Session(
+        id=row.id,
+        user_id=row.user_id,
+        created_at=row.created_at,
+        last_used_at=row.last_used_at,
+        expires_at=row.expires_at,
+        mode=row.mode,
+        user_agent=row.user_agent,
+        ip=row.ip,
+        revoked_at=row.revoked_at,
+    )
+
+
+class SqlUserStore:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def add(self, user: User, password_hash: str) -> None:
+        try:
+            async with self._db.transaction() as conn:
+                await conn.execute(
+                    insert(users).values(
+                        id=user.id,
+                        email=user.email,
+                        name=user.name,
+                        password_hash=password_hash,
+                        roles=json.dumps(list(user.roles)),
+                        disabled=user.disabled,
+                        created_at=user.created_at,
+                    )
+                )
+        except IntegrityError as exc:
+            raise EmailTaken() from exc
+
+    async def _one(self, where: Any) -> StoredUser | None:
+        async with self._db.transaction() as conn:
+            row = (await conn.execute(select(users).where(where))).first()
+        return StoredUser(_user(row), row.password_hash) if row else None
+
+    async def by_email(self, email: str) -> StoredUser | None:
+        return await self._one(users.c.email == email)
+
+    async def by_id(self, user_id: str) -> StoredUser | None:
+        return await self._one(users.c.id == user_id)
+
+    async def set_password_hash(self, user_id: str, password_hash: str) -> None:
+        async with self._db.transaction() as conn:
+            await conn.execute(update(users).where(users.c.id == user_id).values(password_hash=password_hash))
+
+    async def update(self, user_id: str, *, roles: Sequence[str] | None, disabled: bool | None) -> User | None:
+        values: dict[str, Any] = {}
+        if roles is not None:
+            values["roles"] = json.dumps(sorted(set(roles)))
+        if disabled is not None:
+            values["disabled"] = disabled
+        async with self._db.transaction() as conn:
+            if values:
+                await conn.execute(update(users).where(users.c.id == user_id).values(**values))
+            row = (await conn.execute(select(users).where(users.c.id == user_id))).first()
+        return _user(row) if row else None
+
+    async def page(self, *, after: str | None, limit: int) -> list[User]:
+        query = select(users).order_by(users.c.id).limit(limit)
+        if after:
+            query = query.where(users.c.id > after)
+        async with self._db.transaction() as conn:
+            return [_user(row) for row in await conn.execute(query)]
+
+
+class SqlSessionStore:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def create(self, session: Session, token_hash: str) -> None:
+        async with self._db.transaction() as conn:
+            await conn.execute(
+                insert(sessions).values(
+                    id=session.id,
+                    user_id=session.user_id,
+                    created_at=session.created_at,
+                    last_used_at=session.last_used_at,
+                    expires_at=session.expires_at,
+                    mode=session.mode,
+                    user_agent=session.user_agent,
+                    ip=session.ip,
+                )
+            )
+            await conn.execute(
+                insert(refresh_tokens).values(
+                    token_hash=token_hash,
+                    session_id=session.id,
+                    created_at=session.created_at,
+                )
+            )
+
+    async def find_token(self, token_hash: str) -> SpentToken | None:
+        query = (
+            select(
+                sessions,
+                refresh_tokens.c.created_at.label("token_created_at"),
+                refresh_tokens.c.spent_at,
+                refresh_tokens.c.sealed_successor,
+            )
+            .join(refresh_tokens, sessions.c.id == refresh_tokens.c.session_id)
+            .where(refresh_tokens.c.token_hash == token_hash)
+        )
+        async with self._db.transaction() as conn:
+            row = (await conn.execute(query)).first()
+        if row is None:
+            return None
+        return SpentToken(
+            token_hash=token_hash,
+            session=_session(row),
+            created_at=row.token_created_at,
+            spent_at=row.spent_at,
+            sealed_successor=row.sealed_successor,
+        )
+
+    async def rotate(self, rotation: Rotation) -> bool:
+        r = rotation
+        session_id, token_hash, now = r.session_id, r.token_hash, r.at
+        live_session = exists().where(and_(sessions.c.id == session_id, sessions.c.revoked_at.is_(None)))
+        spend = (
+            update(refresh_tokens)
+            .where(refresh_tokens.c.token_hash == token_hash, refresh_tokens.c.spent_at.is_(None), live_session)
+            .values(spent_at=now, sealed_successor=r.sealed_successor)
+        )
+        async with self._db.transaction() as conn:
+            # The conditional UPDATE is the whole race story: of any number of
+            # concurrent spenders, on any number of processes, exactly one matches.
+            if (await conn.execute(spend)).rowcount != 1:
+                return False
+            await conn.execute(
+                insert(refresh_tokens).values(
+                    token_hash=r.successor_hash,
+                    session_id=session_id,
+                    created_at=now,
+                )
+            )
+            await conn.execute(
+                update(sessions)
+                .where(sessions.c.id == session_id)
+                .values(last_used_at=now, ip=r.client.ip, user_agent=r.client.user_agent)
+            )
+        return True
+
+    async def get(self, session_id: str) -> Session | None:
+        async with self._db.transaction() as conn:
+            row = (await conn.execute(select(sessions).where(sessions.c.id == session_id))).first()
+        return _session(row) if row else None
+
+    async def revoke(self, session_ids: Sequence[str], now: float) -> list[str]:
+        ids = list(session_ids)
+        async with self._db.transaction() as conn:
+            active = [
+                r.id
+                for r in await conn.execute(
+                    select(sessions.c.id).where(sessions.c.id.in_(ids), sessions.c.revoked_at.is_(None))
+                )
+            ]
+            await conn.execute(
+                update(sessions).where(sessions.c.id.in_(ids), sessions.c.revoked_at.is_(None)).values(revoked_at=now)
+            )
+        return active
+
+    async def active_for_user(self, user_id: str, now: float) -> list[Session]:
+        query = (
+            select(sessions)
+            .where(sessions.c.user_id == user_id, sessions.c.revoked_at.is_(None), sessions.c.expires_at > now)
+            .order_by(sessions.c.created_at)
+        )
+        async with self._db.transaction() as conn:
+            return [_session(row) for row in await conn.execute(query)]
+
+    async def purge(self, now: float, grace: float) -> int:
+        async with self._db.transaction() as conn:
+            expired = select(sessions.c.id).where(sessions.c.expires_at <= now)
+            tokens = await conn.execute(delete(refresh_tokens).where(refresh_tokens.c.session_id.in_(expired)))
+            gone = await conn.execute(delete(sessions).where(sessions.c.expires_at <= now))
+            await conn.execute(
+                update(refresh_tokens)
+                .where(refresh_tokens.c.spent_at <= now - grace, refresh_tokens.c.sealed_successor.is_not(None))
+                .values(sealed_successor=None)
+            )
+        return int(tokens.rowcount or 0) + int(gone.rowcount or 0)
+
+    async def count(self) -> tuple[int, int]:
+        """(sessions, refresh tokens) rows: for tests and metrics."""
+        async with self._db.transaction() as conn:
+            n_sessions = (await conn.execute(text("SELECT COUNT(*) FROM sessions"))).scalar_one()
+            n_tokens = (await conn.execute(text("SELECT COUNT(*) FROM refresh_tokens"))).scalar_one()
+        return int(n_sessions), int(n_tokens)
+
+
+class SqlRevocationStore:
+    """Revoked session ids in the database, with a local cache of positive answers.
+
+    A revoked id stays revoked until it expires, so caching "revoked" is always safe;
+    "not revoked" is asked of the database on every request (a primary-key lookup).
+    """
+
+    def __init__(self, db: Database, *, max_cached: int = 100_000) -> None:
+        self._db = db
+        self._revoked: dict[str, float] = {}
+        self._max_cached = max_cached
+
+    def _remember(self, session_id: str, until: float) -> None:
+        if len(self._revoked) >= self._max_cached:
+            self._revoked.clear()
+        self._revoked[session_id] = until
+
+    async def revoke(self, session_ids: Sequence[str], until: float) -> None:
+        async with self._db.transaction() as conn:
+            existing = {
+                r.session_id
+                for r in await conn.execute(
+                    select(revocations.c.session_id).where(revocations.c.session_id.in_(list(session_ids)))
+                )
+            }
+            if existing:
+                await conn.execute(
+                    update(revocations).where(revocations.c.session_id.in_(existing)).values(expires_at=until)
+                )
+            fresh = [{"session_id": s, "expires_at": until} for s in session_ids if s not in existing]
+            if fresh:
+                await conn.execute(insert(revocations), fresh)
+        for sid in session_ids:
+            self._remember(sid, until)
+
+    async def is_revoked(self, session_id: str) -> bool:
+        if session_id in self._revoked:
+            return True
+        async with self._db.transaction() as conn:
+            row = (
+                await conn.execute(select(revocations.c.expires_at).where(revocations.c.session_id == session_id))
+            ).first()
+        if row is None:
+            return False
+        self._remember(session_id, row.expires_at)
+        return True
+
+    async def purge(self, now: float) -> int:
+        self._revoked = {sid: until for sid, until in self._revoked.items() if until > now}
+        async with self._db.transaction() as conn:
+            result = await conn.execute(delete(revocations).where(revocations.c.expires_at <= now))
+        return int(result.rowcount or 0)
+
+
+class SqlKeyStore:
+    """Signing keys in the database, where every instance reads them; sealed when a KEK is set."""
+
+    def __init__(self, db: Database, kek: OctKey | None = None) -> None:
+        self._db = db
+        self._kek = kek
+
+    async def load(self) -> list[SigningKey]:
+        async with self._db.transaction() as conn:
+            rows = list(await conn.execute(select(signing_keys).order_by(signing_keys.c.created_at)))
+        return [
+            SigningKey(
+                kid=r.kid,
+                alg=r.alg,
+                key=load_private_jwk(r.private_jwk, self._kek),
+                state=_state(r.state),
+                created_at=r.created_at,
+                drop_after=r.drop_after,
+            )
+            for r in rows
+        ]
+
+    async def add(self, key: SigningKey) -> None:
+        async with self._db.transaction() as conn:
+            await conn.execute(
+                insert(signing_keys).values(
+                    kid=key.kid,
+                    alg=key.alg,
+                    private_jwk=seal_private_jwk(key.private_jwk_json(), self._kek),
+                    state=key.state,
+                    created_at=key.created_at,
+                    drop_after=key.drop_after,
+                )
+            )
+
+    async def update_state(self, kid: str, state: str, drop_after: float | None) -> None:
+        async with self._db.transaction() as conn:
+            await conn.execute(
+                update(signing_keys).where(signing_keys.c.kid == kid).values(state=state, drop_after=drop_after)
+            )
+
+    async def delete(self, kids: Sequence[str]) -> None:
+        async with self._db.transaction() as conn:
+            await conn.execute(delete(signing_keys).where(signing_keys.c.kid.in_(list(kids))))
+
+
+def _state(value: str) -> KeyState:
+    if value == "next":
+        return "next"
+    if value == "retired":
+        return "retired"
+    return "current"
