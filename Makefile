@@ -2,7 +2,9 @@
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+HASH := $(shell sha1sum pyproject.toml | cut -c1-12)
+RUN_STAMP := $(VENV)/.run-$(HASH)
+DEV_STAMP := $(VENV)/.dev-$(HASH)
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
@@ -12,29 +14,40 @@ $(BIN)/python:
 	$(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	rm -f $(VENV)/.installed-*
-	touch $(STAMP)
+# The server and every adapter, for `make run`.
+$(RUN_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[all]'
+	rm -f $(VENV)/.run-*
+	touch $@
 
-run: $(STAMP)
+# Everything `make test` needs on top.
+$(DEV_STAMP): $(RUN_STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	rm -f $(VENV)/.dev-*
+	touch $@
+
+run: $(RUN_STAMP)
 	$(BIN)/keyturn migrate
 	$(BIN)/keyturn serve --host $(HOST) --port $(PORT)
 
-test: $(STAMP) lint typecheck layers pytest
+test: $(DEV_STAMP) lint typecheck layers pytest
 
-lint: $(STAMP)
+lint: $(DEV_STAMP)
 	$(BIN)/ruff check src tests bench examples
 	$(BIN)/ruff format --check src tests bench examples
 
-typecheck: $(STAMP)
+typecheck: $(DEV_STAMP)
 	$(BIN)/mypy
 
-layers: $(STAMP)
+layers: $(DEV_STAMP)
 	$(BIN)/lint-imports
 
-pytest: $(STAMP)
+pytest: $(DEV_STAMP)
 	$(BIN)/pytest
 
+# Three instances behind nginx on 127.0.0.1:8100, one PostgreSQL, one Redis (docs/deploy.md).
+fleet: $(RUN_STAMP)
+	scripts/fleet.sh
+
 clean:
-	rm -rf $(VENV) .keyturn .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .keyturn .fleet .pytest_cache .mypy_cache .ruff_cache

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import cast
 
-from bench.floor import FloorSettings
+from bench.floor import ALGORITHMS, FloorSettings
 from bench.harness import Settings
 from bench.report import write_report
 from bench.servers import EXPRESS_DIR, REPO_ROOT
@@ -37,6 +37,10 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--storm-connections", type=int, default=16, help="wrk connections of a login storm")
     parser.add_argument("--floor-rounds", type=int, default=5, help="interleaved rounds per token operation")
     parser.add_argument("--floor-sample", type=float, default=0.1, help="seconds per timed token-operation loop")
+    parser.add_argument(
+        "--match", nargs="+", default=[], metavar="GLOB", help="only comparisons whose key matches (e.g. 'guard-*')"
+    )
+    parser.add_argument("--algorithms", nargs="+", default=None, help="floor: only these JWS algorithms")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "bench" / "results", help="output directory")
     return parser.parse_args(argv)
 
@@ -51,6 +55,8 @@ def config_from(args: argparse.Namespace) -> SuiteConfig:
         parts=cast(list[Part], args.only),
         unique_tokens=args.unique_tokens,
         storm_connections=args.storm_connections,
+        match=args.match,
+        floor_algorithms=args.algorithms or ALGORITHMS,
     )
 
 

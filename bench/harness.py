@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import http.client
 import json
+import time
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from bench.servers import LOOPBACK, PeakRss, RunningServer, ServerSpec, peak_rss, running
+from bench.probe import ProbeResult, probe
+from bench.servers import LOOPBACK, PeakRss, RunningServer, ServerSpec, peak_rss, running, wait_quiet
 from bench.stats import Spread, ratios
 from bench.wrk import LoadSettings, LoadSpec, WrkResult, finish_wrk, run_wrk, start_wrk
 
@@ -104,10 +106,53 @@ class Contender:
     server: ServerSpec
     load: LoadSpec | LoadFactory
     check: SmokeCheck = expect_success
+    #: Each token of ``load.tokens_file`` may be sent once only (refresh tokens): every run, the
+    #: smoke check included, gets the tokens no earlier run can have sent.
+    single_use: bool = False
 
     def resolve_load(self, server: RunningServer) -> LoadSpec:
         """The concrete load, built now that the server is up when it depends on it."""
         return self.load if isinstance(self.load, LoadSpec) else self.load(server)
+
+
+class TokenCursor:
+    """Hands each run a fresh slice of a single-use token list.
+
+    wrk counts completed requests only; up to one request per connection was sent but still in
+    flight when a run stopped, so the cursor also skips ``connections`` tokens after every run.
+    """
+
+    def __init__(self, load: LoadSpec, slice_dir: Path, name: str) -> None:
+        if load.tokens_file is None:
+            raise ValueError(f"{name}: single-use tokens need a tokens_file")
+        self._load = load
+        self._tokens = [line for line in load.tokens_file.read_text().splitlines() if line]
+        self._dir = slice_dir
+        self._name = name
+        self._next = 0
+        self._runs = 0
+        #: The fewest tokens any run was offered (the denominator of the report's reuse line).
+        self.smallest_slice: int | None = None
+
+    def take(self, limit: int | None = None) -> LoadSpec:
+        """The load with the unspent tokens only (at most ``limit`` of them)."""
+        fresh = self._tokens[self._next : None if limit is None else self._next + limit]
+        if not fresh:
+            raise RuntimeError(f"{self._name}: every single-use token is spent; mint more")
+        self._runs += 1
+        path = self._dir / f"{self._name}-{self._runs}.txt"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(f"{token}\n" for token in fresh))
+        self.smallest_slice = min(len(fresh), self.smallest_slice or len(fresh))
+        return replace(self._load, tokens_file=path)
+
+    def spent(self, count: int) -> None:
+        """Mark ``count`` more tokens as sent."""
+        self._next += count
+
+    def after(self, result: WrkResult, connections: int) -> None:
+        """Mark what a wrk run may have sent: its requests, its failures, one in flight per connection."""
+        self.spent(result.requests + result.socket_errors + connections)
 
 
 @dataclass(frozen=True)
@@ -120,6 +165,8 @@ class HttpComparison:
     baseline: Contender
     candidate: Contender
     note: str = ""
+    #: wrk connections for this comparison when the suite's default does not suit it (slow logins).
+    connections: int | None = None
 
 
 @dataclass(frozen=True)
@@ -194,9 +241,49 @@ def _url(server: RunningServer, load: LoadSpec) -> str:
     return server.base_url + load.path
 
 
-def _warm_up(server: RunningServer, load: LoadSpec, settings: Settings) -> None:
-    if settings.warmup_s > 0:
-        run_wrk(_url(server, load), load, replace(settings.load, duration_s=settings.warmup_s))
+def _warm_up(server: RunningServer, load: LoadSpec, settings: Settings) -> WrkResult | None:
+    if settings.warmup_s <= 0:
+        return None
+    return run_wrk(_url(server, load), load, replace(settings.load, duration_s=settings.warmup_s))
+
+
+class _Side:
+    """One contender while a comparison runs: its server, its load, and its single-use tokens."""
+
+    def __init__(self, contender: Contender, server: RunningServer, settings: Settings, load_settings: LoadSettings):
+        self.contender = contender
+        self.server = server
+        self.load = contender.resolve_load(server)
+        self.load_settings = load_settings
+        self.cursor = (
+            TokenCursor(self.load, settings.work_dir / "tokens" / "slices", server.spec.name)
+            if contender.single_use
+            else None
+        )
+
+    def next_load(self) -> LoadSpec:
+        return self.load if self.cursor is None else self.cursor.take()
+
+    def check_and_warm_up(self, settings: Settings) -> None:
+        """Smoke-check (spending one single-use token), then a discarded warm-up run."""
+        if self.cursor is None:
+            self.contender.check(self.server, self.load)
+        else:
+            self.contender.check(self.server, self.cursor.take(limit=1))
+            self.cursor.spent(1)
+        warm = _warm_up(self.server, self.next_load(), replace(settings, load=self.load_settings))
+        if warm is not None and self.cursor is not None:
+            self.cursor.after(warm, self.load_settings.connections)
+
+    def measure(self) -> WrkResult:
+        load = self.next_load()
+        result = run_wrk(_url(self.server, load), load, self.load_settings)
+        if self.cursor is not None:
+            self.cursor.after(result, self.load_settings.connections)
+        return result
+
+    def token_count(self) -> int | None:
+        return self.cursor.smallest_slice if self.cursor is not None else _token_count(self.load)
 
 
 def run_comparison(
@@ -204,24 +291,30 @@ def run_comparison(
 ) -> HttpOutcome:
     """Start both servers, smoke-check and warm them up, then measure them in ABBA order."""
     contenders = (comparison.baseline, comparison.candidate)
+    load_settings = (
+        settings.load if comparison.connections is None else replace(settings.load, connections=comparison.connections)
+    )
     with ExitStack() as stack:
         servers = [stack.enter_context(running(c.server, settings.log_dir)) for c in contenders]
-        loads = [c.resolve_load(s) for c, s in zip(contenders, servers, strict=True)]
-        for contender, server, load in zip(contenders, servers, loads, strict=True):
-            contender.check(server, load)
-            _warm_up(server, load, settings)
+        sides = [_Side(c, s, settings, load_settings) for c, s in zip(contenders, servers, strict=True)]
+        for side in sides:
+            side.check_and_warm_up(settings)
         runs: list[list[WrkResult]] = [[], []]
         for round_index in range(settings.rounds):
-            for side in round_order(round_index):
-                result = run_wrk(_url(servers[side], loads[side]), loads[side], settings.load)
-                runs[side].append(result)
+            for index in round_order(round_index):
+                wait_quiet(servers[0])
+                wait_quiet(servers[1])
+                result = sides[index].measure()
+                runs[index].append(result)
                 progress(
-                    f"  {comparison.key} round {round_index + 1} {contenders[side].label}: "
+                    f"  {comparison.key} round {round_index + 1} {contenders[index].label}: "
                     f"{result.requests_per_s:,.0f} req/s p99 {result.p99_ms:.2f} ms"
                 )
         measured = [
-            ContenderRuns(c.label, s.spec.name, r, peak_rss(s.process.pid), _token_count(load))
-            for c, s, r, load in zip(contenders, servers, runs, loads, strict=True)
+            ContenderRuns(
+                side.contender.label, side.server.spec.name, r, peak_rss(side.server.process.pid), side.token_count()
+            )
+            for side, r in zip(sides, runs, strict=True)
         ]
     return HttpOutcome(comparison, measured[0], measured[1])
 
@@ -231,31 +324,30 @@ def run_comparison(
 
 @dataclass(frozen=True)
 class StormComparison:
-    """p99 of ``probe`` on an idle server vs the same while ``storm`` (e.g. logins) saturates it.
+    """p99 of a cheap GET on an idle server vs the same while ``storm`` (e.g. logins) saturates it.
 
-    The probe is a single closed-loop connection so it adds little load; the storm uses the
-    suite's connection count. ``hash_bound_per_s`` is the theoretical ceiling of storm requests/s
-    (cores ÷ time of one password verification), when known.
+    The probe is paced and light (see :mod:`bench.probe`); the storm is closed-loop wrk.
+    ``hash_bound_per_s`` is the theoretical ceiling of storm requests/s (cores ÷ time of one
+    password verification), when known.
     """
 
     key: str
     group: str
     title: str
     server: ServerSpec
-    probe: LoadSpec | LoadFactory
+    probe_path: str
     storm: LoadSpec | LoadFactory
     hash_bound_per_s: float | None = None
     hash_bound_note: str = ""
-    probe_connections: int = 1
 
 
 @dataclass(frozen=True)
 class StormOutcome:
-    """Idle and under-storm probe runs, and the storm's own runs, round by round."""
+    """Idle and under-storm probes, and the storm's own wrk runs, round by round."""
 
     comparison: StormComparison
-    idle: Sequence[WrkResult]
-    stormy: Sequence[WrkResult]
+    idle: Sequence[ProbeResult]
+    stormy: Sequence[ProbeResult]
     storm: Sequence[WrkResult]
     rss: PeakRss
 
@@ -278,13 +370,35 @@ class StormOutcome:
         return Spread.of([run.requests_per_s / bound for run in self.storm])
 
     @property
+    def unanswered(self) -> int:
+        """Probe requests still waiting when a storm window closed (the endpoint was starved)."""
+        return sum(run.unanswered for run in self.stormy)
+
+    @property
     def valid(self) -> bool:
-        """False when any probe or storm request failed."""
-        return all(run.ok for run in (*self.idle, *self.stormy, *self.storm))
+        """False when any storm request failed or any probe got an error answer."""
+        return all(run.ok for run in self.storm) and all(run.failures == 0 for run in (*self.idle, *self.stormy))
 
 
 def _resolve(load: LoadSpec | LoadFactory, server: RunningServer) -> LoadSpec:
     return load if isinstance(load, LoadSpec) else load(server)
+
+
+def _probe_window(settings: Settings) -> float:
+    """The probe runs inside the storm's window, clear of wrk's ramp-up and wind-down."""
+    return max(0.5, settings.load.duration_s - 0.5)
+
+
+def _stormy_probe(
+    server: RunningServer, comparison: StormComparison, storm: LoadSpec, settings: LoadSettings, window_s: float
+) -> tuple[ProbeResult, WrkResult]:
+    storm_process = start_wrk(server.base_url + storm.path, storm, settings)
+    try:
+        time.sleep(0.25)  # let wrk open its connections and fill the server's queue
+        probed = probe(server.port, comparison.probe_path, window_s)
+    finally:
+        stormed = finish_wrk(storm_process, settings)
+    return probed, stormed
 
 
 def run_storm(
@@ -293,36 +407,35 @@ def run_storm(
     progress: Callable[[str], None] = print,
     storm_connections: int | None = None,
 ) -> StormOutcome:
-    """Alternate idle-probe and probe-during-storm runs (ABBA) on one server.
+    """Alternate idle probes and probes during a storm (ABBA) on one server.
 
     ``storm_connections`` caps the storm's concurrency: with hash-bound requests, 64 connections
-    would only queue requests for seconds and push wrk into its timeouts.
+    would only queue requests for seconds. Before every run the server is left to finish the work
+    the previous storm queued, so an idle probe is really idle.
     """
-    probe_settings = replace(settings.load, connections=comparison.probe_connections, threads=1)
     storm_settings = replace(settings.load, connections=storm_connections or settings.load.connections)
+    window_s = _probe_window(settings)
     with running(comparison.server, settings.log_dir) as server:
-        probe, storm = _resolve(comparison.probe, server), _resolve(comparison.storm, server)
-        expect_success(server, probe)
+        storm = _resolve(comparison.storm, server)
+        expect_success(server, LoadSpec(comparison.probe_path))
         expect_success(server, storm)
-        _warm_up(server, probe, settings)
         _warm_up(server, storm, replace(settings, load=storm_settings))
-        idle: list[WrkResult] = []
-        stormy: list[WrkResult] = []
+        idle: list[ProbeResult] = []
+        stormy: list[ProbeResult] = []
         storms: list[WrkResult] = []
         for round_index in range(settings.rounds):
             for side in round_order(round_index):
+                wait_quiet(server)
                 if side == 0:
-                    idle.append(run_wrk(server.base_url + probe.path, probe, probe_settings))
-                    progress(f"  {comparison.key} round {round_index + 1} idle: p99 {idle[-1].p99_ms:.2f} ms")
+                    idle.append(probe(server.port, comparison.probe_path, window_s))
+                    progress(f"  {comparison.key} round {round_index + 1} idle: probe p99 {idle[-1].p99_ms:.2f} ms")
                     continue
-                storm_process = start_wrk(server.base_url + storm.path, storm, storm_settings)
-                try:
-                    stormy.append(run_wrk(server.base_url + probe.path, probe, probe_settings))
-                finally:
-                    storms.append(finish_wrk(storm_process, storm_settings))
+                probed, stormed = _stormy_probe(server, comparison, storm, storm_settings, window_s)
+                stormy.append(probed)
+                storms.append(stormed)
                 progress(
-                    f"  {comparison.key} round {round_index + 1} storm: {storms[-1].requests_per_s:,.1f}/s, "
-                    f"probe p99 {stormy[-1].p99_ms:.2f} ms"
+                    f"  {comparison.key} round {round_index + 1} storm: {stormed.requests_per_s:,.1f}/s, "
+                    f"probe p99 {probed.p99_ms:.2f} ms ({probed.answered} answered, {probed.unanswered} starved)"
                 )
         rss = peak_rss(server.process.pid)
     return StormOutcome(comparison, idle, stormy, storms, rss)

@@ -34,13 +34,14 @@ NODE_PACKAGES = ("express", "jsonwebtoken", "bcryptjs")
 # --- environment -----------------------------------------------------------------------------
 
 
-def _command_output(argv: Sequence[str], cwd: Path = REPO_ROOT) -> str:
+def _command_output(argv: Sequence[str], *, any_status: bool = False) -> str:
+    """First line a command prints; ``any_status`` for tools like wrk whose --version exits 1."""
     try:
-        process = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=10, check=False)
+        process = subprocess.run(argv, cwd=REPO_ROOT, capture_output=True, text=True, timeout=10, check=False)
     except (OSError, subprocess.SubprocessError):
         return "n/a"
     text = (process.stdout or process.stderr).strip()
-    return text.splitlines()[0] if process.returncode == 0 and text else "n/a"
+    return text.splitlines()[0] if (process.returncode == 0 or any_status) and text else "n/a"
 
 
 def _cpu_model() -> str:
@@ -78,7 +79,7 @@ def collect_environment() -> dict[str, str]:
         "kernel": platform.release(),
         "python": sys.version.split()[0],
         "node": _command_output(["node", "--version"]),
-        "wrk": _command_output(["wrk", "--version"]).split(" [")[0],
+        "wrk": _command_output(["wrk", "--version"], any_status=True).split(" [")[0],
     }
     environment |= {package: _python_version(package) for package in PYTHON_PACKAGES}
     environment |= {f"{package} (npm)": _node_package_version(package) for package in NODE_PACKAGES}
@@ -187,17 +188,26 @@ def _storm_row(outcome: StormOutcome) -> list[str]:
         f"{bound:.1f}" if bound else "n/a",
         _ratio(outcome.bound_ratio),
         Spread.of([r.p99_ms for r in outcome.idle]).fmt(2),
-        Spread.of([r.p99_ms for r in outcome.stormy]).fmt(2),
+        Spread.of([r.p99_ms for r in outcome.stormy]).fmt(2) + _starved(outcome),
         _ratio(outcome.p99_ratio),
         "ok" if outcome.valid else "INVALID: failed requests",
     ]
 
 
+def _starved(outcome: StormOutcome) -> str:
+    """Flag probes the storm starved: their p99 is a lower bound (they waited out the window)."""
+    if not outcome.unanswered:
+        return ""
+    return f" (at least: {outcome.unanswered} probe(s) unanswered when the window closed)"
+
+
 def _storm_section(outcomes: Sequence[StormOutcome]) -> list[str]:
     lines = ["## Login storm", ""]
     lines += [
-        "Storm: closed-loop logins; probe: one connection on a cheap endpoint of the same server, idle vs",
-        "during the storm. The hash-bound limit is what password hashing alone allows.",
+        "Storm: closed-loop logins (wrk). Probe: one GET every 10 ms on a cheap endpoint of the same server,",
+        "idle vs during the storm, corrected for coordinated omission (a stalled request also stands for",
+        "the requests that would have been sent meanwhile). The hash-bound limit is what password hashing",
+        "alone allows.",
         "",
     ]
     lines += _table(STORM_HEADER, [_storm_row(o) for o in outcomes])
@@ -264,6 +274,7 @@ def render_markdown(result: SuiteResult, environment: dict[str, str], chart_name
         "rounds. Absolute numbers are context only: none of them is a pass/fail criterion.",
         "",
         *_settings_lines(result),
+        *[f"- {note}" for note in result.notes],
         "",
     ]
     if chart_name:
@@ -282,66 +293,130 @@ def render_markdown(result: SuiteResult, environment: dict[str, str], chart_name
     return "\n".join(lines)
 
 
-# --- chart -----------------------------------------------------------------------------------
+# --- chart ---------------------------------------------------------------------------------
+
+#: Tick values offered on the log-scale ratio axes (the ones inside the data range are shown).
+RATIO_TICKS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
 
 
 @dataclass(frozen=True)
 class Bar:
-    """One horizontal bar of the chart: a median ratio and its spread."""
+    """One bar of the chart: a row label, the series it belongs to (legend), a ratio and its spread."""
 
-    label: str
+    row: str
+    series: str
     ratio: Spread
 
 
-def http_bars(result: SuiteResult) -> list[Bar]:
-    """Throughput ratios of the HTTP comparisons, and login storms' ratios."""
-    bars = [Bar(f"{o.comparison.title} (req/s)", o.throughput_ratio) for o in result.http]
-    for storm in result.storms:
-        bars.append(Bar(f"{storm.comparison.title}: probe p99 storm ÷ idle", storm.p99_ratio))
-        if storm.bound_ratio is not None:
-            bars.append(Bar(f"{storm.comparison.title}: logins/s ÷ hash-bound limit", storm.bound_ratio))
+@dataclass(frozen=True)
+class Panel:
+    """One chart panel: bars that share a meaning (throughput, tail latency, token ops)."""
+
+    title: str
+    bars: Sequence[Bar]
+
+
+def throughput_bars(result: SuiteResult) -> list[Bar]:
+    """req/s ratios of the HTTP comparisons, and logins/s relative to the hash-bound limit."""
+    bars = [Bar(o.comparison.title, "req/s", o.throughput_ratio) for o in result.http]
+    bars += [
+        Bar(f"{o.comparison.title}: logins/s ÷ hash-bound limit", "logins/s", o.bound_ratio)
+        for o in result.storms
+        if o.bound_ratio is not None
+    ]
+    return bars
+
+
+def latency_bars(result: SuiteResult) -> list[Bar]:
+    """p99 ratios of the HTTP comparisons, and the probe's p99 during a storm vs idle."""
+    bars = [Bar(o.comparison.title, "p99", o.p99_ratio) for o in result.http]
+    bars += [Bar(f"{o.comparison.title}: probe p99 storm ÷ idle", "p99", o.p99_ratio) for o in result.storms]
     return bars
 
 
 def floor_bars(result: SuiteResult) -> list[Bar]:
-    """Every non-floor contender's ratio to the floor."""
-    return [Bar(f"{o.algorithm} {o.operation} {o.contender}", o.ratio) for o in result.floor if o.contender != "floor"]
+    """Every non-floor contender's ratio to the floor, one row per algorithm and operation."""
+    return [Bar(f"{o.algorithm} {o.operation}", o.contender, o.ratio) for o in result.floor if o.contender != "floor"]
+
+
+def panels_of(result: SuiteResult) -> list[Panel]:
+    """The non-empty panels, in reading order."""
+    panels = [
+        Panel("Throughput: candidate ÷ baseline (higher = candidate serves more)", throughput_bars(result)),
+        Panel("Tail latency: candidate ÷ baseline (higher = candidate slower at p99)", latency_bars(result)),
+        Panel("Token operations: contender ÷ cryptography floor (1.0 = the floor)", floor_bars(result)),
+    ]
+    return [panel for panel in panels if panel.bars]
 
 
 def render_chart(result: SuiteResult, path: Path) -> bool:
     """Draw the ratio chart to ``path``; False when there is nothing to draw."""
-    panels = [
-        (title, bars)
-        for title, bars in (
-            ("HTTP: candidate ÷ baseline (same run, ABBA)", http_bars(result)),
-            ("Token operations: contender ÷ cryptography floor", floor_bars(result)),
-        )
-        if bars
-    ]
+    panels = panels_of(result)
     if not panels:
         return False
-    heights = [max(2.0, 0.28 * len(bars) + 1.2) for _, bars in panels]
+    heights = [0.32 * len({bar.row for bar in panel.bars}) * _series_count(panel) ** 0.5 + 1.1 for panel in panels]
     # A bare Figure, not pyplot: no global state and no GUI backend, on servers and CI alike.
-    figure = Figure(figsize=(11, sum(heights)), layout="tight")
+    figure = Figure(figsize=(11, sum(heights)), layout="constrained")
     axes = figure.subplots(len(panels), 1, squeeze=False, gridspec_kw={"height_ratios": heights})
-    for axis, (title, bars) in zip(axes[:, 0], panels, strict=True):
-        _draw_panel(axis, title, bars)
+    for axis, panel in zip(axes[:, 0], panels, strict=True):
+        _draw_panel(axis, panel)
     figure.savefig(path, dpi=110)
     return True
 
 
-def _draw_panel(axis: Axes, title: str, bars: Sequence[Bar]) -> None:
-    positions = list(range(len(bars)))[::-1]
-    medians = [b.ratio.median for b in bars]
-    errors = [[b.ratio.median - b.ratio.low for b in bars], [b.ratio.high - b.ratio.median for b in bars]]
-    colors = ["#3a7bd5" if m >= 1 else "#e07b39" for m in medians]
-    axis.barh(positions, medians, xerr=errors, color=colors, capsize=3)
+def _series_count(panel: Panel) -> int:
+    """Bars side by side per row: >1 only when some row holds several series (contenders)."""
+    per_row: dict[str, set[str]] = {}
+    for bar in panel.bars:
+        per_row.setdefault(bar.row, set()).add(bar.series)
+    return max(len(series) for series in per_row.values())
+
+
+def _draw_panel(axis: Axes, panel: Panel) -> None:
+    """Bars grow from parity (1.0) on a log axis, so 0.5x and 2x look equally far from it."""
+    rows = list(dict.fromkeys(bar.row for bar in panel.bars))
+    grouped = _series_count(panel) > 1
+    series = list(dict.fromkeys(bar.series for bar in panel.bars)) if grouped else [""]
+    thickness = 0.8 / len(series)
+    for index, name in enumerate(series):
+        members = [bar for bar in panel.bars if bar.series == name or not grouped]
+        offset = (len(series) - 1) / 2 * thickness - index * thickness
+        positions = [len(rows) - 1 - rows.index(bar.row) + offset for bar in members]
+        medians = [bar.ratio.median for bar in members]
+        errors = [
+            [bar.ratio.median - bar.ratio.low for bar in members],
+            [bar.ratio.high - bar.ratio.median for bar in members],
+        ]
+        axis.barh(positions, [m - 1 for m in medians], left=1, height=thickness, xerr=errors, capsize=2, label=name)
+        for position, bar in zip(positions, members, strict=True):
+            tip = max(bar.ratio.high, 1.0) if bar.ratio.median >= 1 else min(bar.ratio.low, 1.0)
+            axis.annotate(
+                f"{bar.ratio.median:.2f}x",
+                (tip, position),
+                xytext=(4 if bar.ratio.median >= 1 else -4, 0),
+                textcoords="offset points",
+                ha="left" if bar.ratio.median >= 1 else "right",
+                va="center",
+                fontsize=7,
+            )
+    _style_axis(axis, panel, rows, legend=grouped)
+
+
+def _style_axis(axis: Axes, panel: Panel, rows: Sequence[str], *, legend: bool) -> None:
+    low = min(1.0, *(bar.ratio.low for bar in panel.bars)) / 1.6
+    high = max(1.0, *(bar.ratio.high for bar in panel.bars)) * 1.6
+    axis.set_xscale("log")
+    axis.set_xlim(low, high)
+    ticks = [tick for tick in RATIO_TICKS if low <= tick <= high]
+    axis.set_xticks(ticks, [f"{tick:g}x" for tick in ticks], fontsize=8)
+    axis.minorticks_off()
     axis.axvline(1.0, color="black", linewidth=1)
-    axis.set_yticks(positions, [b.label for b in bars], fontsize=8)
-    axis.set_title(title, fontsize=10)
-    axis.set_xlabel("ratio (median; whiskers: min-max over rounds; 1.0 = parity)", fontsize=8)
-    for position, median in zip(positions, medians, strict=True):
-        axis.annotate(f"{median:.2f}x", (median, position), xytext=(4, -3), textcoords="offset points", fontsize=7)
+    axis.set_yticks(range(len(rows))[::-1], list(rows), fontsize=8)
+    axis.set_ylim(-0.6, len(rows) - 0.4)
+    axis.set_title(panel.title, fontsize=10)
+    axis.set_xlabel("ratio, log scale (median; whiskers: min-max over rounds)", fontsize=8)
+    if legend:
+        axis.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
 
 
 # --- json ------------------------------------------------------------------------------------

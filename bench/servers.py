@@ -219,6 +219,39 @@ def _vm_hwm(pid: int) -> tuple[str, int] | None:
     return fields["Name"].strip(), int(fields["VmHWM"].split()[0])
 
 
+# --- quiescence ----------------------------------------------------------------------------
+
+
+def cpu_seconds(root_pid: int) -> float:
+    """User + system CPU time consumed so far by ``root_pid`` and its descendants."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in _descendants(root_pid):
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (stat fields 14 and 15)
+    return total / ticks
+
+
+def wait_quiet(server: RunningServer, window_s: float = 0.25, busy_cores: float = 0.1, timeout_s: float = 30.0) -> None:
+    """Return once the server's processes use less than ``busy_cores`` of CPU over ``window_s``.
+
+    After a load run the server may still be working off queued requests (a login storm leaves
+    seconds of password hashing behind); the next run must not inherit that work. Gives up quietly
+    after ``timeout_s``: a server that never settles is visible in the results anyway.
+    """
+    deadline = time.monotonic() + timeout_s
+    before = cpu_seconds(server.process.pid)
+    while time.monotonic() < deadline:
+        time.sleep(window_s)
+        after = cpu_seconds(server.process.pid)
+        if after - before < busy_cores * window_s:
+            return
+        before = after
+
+
 # --- the peers -------------------------------------------------------------------------------
 
 

@@ -7,16 +7,17 @@ project. Keys are generated once per run and shared by every server of a compari
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
 import subprocess
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 from bench import keyturn_peers
-from bench.floor import DEFAULT_CONTENDERS, FloorSettings, OpOutcome, TokenContender, run_floor
+from bench.floor import ALGORITHMS, DEFAULT_CONTENDERS, FloorSettings, OpOutcome, TokenContender, run_floor
 from bench.harness import (
     Contender,
     HttpComparison,
@@ -61,6 +62,13 @@ class SuiteConfig:
     runtimes: Sequence[Runtime] = ("uvicorn", "granian")
     unique_tokens: int = 60_000
     storm_connections: int = 16
+    #: Glob patterns of comparison keys to run (``guard-*``, ``refresh-*``...); empty runs them all.
+    match: Sequence[str] = ()
+    floor_algorithms: Sequence[str] = ALGORITHMS
+
+    def wanted(self, key: str) -> bool:
+        """Whether the comparison or storm named ``key`` is selected by ``match``."""
+        return not self.match or any(fnmatch.fnmatchcase(key, pattern) for pattern in self.match)
 
 
 @dataclass
@@ -83,6 +91,7 @@ class Context:
         self.work_dir = config.settings.work_dir
         self._keys: dict[HttpAlgorithm, HttpKey] = {}
         self._token_files: dict[tuple[HttpAlgorithm, str], Path] = {}
+        self._tokens: dict[tuple[HttpAlgorithm, str], str] = {}
 
     def key(self, algorithm: HttpAlgorithm) -> HttpKey:
         """The run's key for ``algorithm`` (generated on first use)."""
@@ -97,15 +106,23 @@ class Context:
         path: str = PROTECTED_PATH,
         claims: ClaimsFactory = tutorial_claims,
         claims_name: str = "tutorial",
+        *,
+        header: Mapping[str, str] | None = None,
     ) -> LoadSpec:
-        """A GET load on ``path`` carrying one repeated token or rotating unique tokens."""
+        """A GET load on ``path`` carrying one repeated token or rotating unique tokens.
+
+        The same (algorithm, claims_name) always gives the same token or list, so both sides of a
+        comparison receive byte-identical requests; ``header`` adds JOSE header members (``kid``).
+        """
         key = self.key(algorithm)
-        if shape == "repeated":
-            return LoadSpec(path, headers={"Authorization": f"Bearer {mint(key, claims(0))}"})
         cache_key = (algorithm, claims_name)
+        if shape == "repeated":
+            if cache_key not in self._tokens:
+                self._tokens[cache_key] = mint(key, claims(0), header)
+            return LoadSpec(path, headers={"Authorization": f"Bearer {self._tokens[cache_key]}"})
         if cache_key not in self._token_files:
             target = self.work_dir / "tokens" / f"{algorithm.lower()}-{claims_name}.txt"
-            self._token_files[cache_key] = write_tokens(key, self.config.unique_tokens, target, claims)
+            self._token_files[cache_key] = write_tokens(key, self.config.unique_tokens, target, claims, header)
         return LoadSpec(path, tokens_file=self._token_files[cache_key])
 
     def express(self, algorithm: HttpAlgorithm) -> Contender:
@@ -129,9 +146,9 @@ def _express_check(server: RunningServer, load: LoadSpec) -> None:
 
 def http_comparisons(ctx: Context) -> tuple[list[HttpComparison], list[str]]:
     """Every A/B HTTP comparison that can run now, and notes on those that cannot."""
-    comparisons = [express_vs_ceiling(ctx, "ES256")]
+    comparisons = [express_vs_ceiling(ctx, "ES256")] if ctx.config.wanted("express-es256-vs-ceiling") else []
     skipped: list[str] = []
-    for builder in (guard_overhead, guarded_vs_express, refresh_sqlite_vs_postgresql):
+    for builder in (guard_overhead, guarded_vs_express, logins_vs_express, refresh_sqlite_vs_postgresql):
         found, missing = builder(ctx)
         comparisons += found
         skipped += missing
@@ -160,10 +177,13 @@ def guard_overhead(ctx: Context) -> tuple[list[HttpComparison], list[str]]:
             if peer is None:
                 return [], ["guard overhead (keyturn_peers.guarded_server not plugged in)"]
             for shape in ("repeated", "unique"):
-                load = ctx.load(algorithm, shape, peer.path, peer.claims, "guarded")
+                key = f"guard-{runtime}-{algorithm.lower()}-{shape}"
+                if not ctx.config.wanted(key):
+                    continue
+                load = ctx.load(algorithm, shape, peer.path, peer.claims, "guarded", header=peer.header)
                 found.append(
                     HttpComparison(
-                        key=f"guard-{runtime}-{algorithm.lower()}-{shape}",
+                        key=key,
                         group="Guard overhead: guarded ÷ unguarded",
                         title=f"{runtime}, {algorithm}, {shape} token",
                         baseline=Contender(f"ceiling ({runtime})", ceiling_server(runtime), load),
@@ -180,8 +200,10 @@ def guarded_vs_express(ctx: Context) -> tuple[list[HttpComparison], list[str]]:
         peer = keyturn_peers.guarded_server("uvicorn", ctx.key(algorithm), ctx.work_dir)
         if peer is None:
             return [], ["guarded vs Express protect (keyturn_peers.guarded_server not plugged in)"]
+        if not ctx.config.wanted(f"guarded-vs-express-{algorithm.lower()}"):
+            continue
         express = ctx.express(algorithm)
-        load = ctx.load(algorithm, "repeated", peer.path, peer.claims, "guarded")
+        load = ctx.load(algorithm, "repeated", peer.path, peer.claims, "guarded", header=peer.header)
         found.append(
             HttpComparison(
                 key=f"guarded-vs-express-{algorithm.lower()}",
@@ -197,8 +219,36 @@ def guarded_vs_express(ctx: Context) -> tuple[list[HttpComparison], list[str]]:
     return found, []
 
 
+def logins_vs_express(ctx: Context) -> tuple[list[HttpComparison], list[str]]:
+    """(4) logins/s: keyturn's login vs the tutorials' Express + bcryptjs login, A/B interleaved.
+
+    Both get the storm's connection count (16): with hash-bound requests, more connections only
+    lengthen queues. Express's hash-bound limit is one core, keyturn's every core: that difference
+    is the point of the comparison.
+    """
+    key = "logins-keyturn-vs-express"
+    if not ctx.config.wanted(key):
+        return [], []
+    peer = keyturn_peers.login_peer("uvicorn", ctx.work_dir / "logins")
+    if peer is None:
+        return [], ["logins/s vs Express (keyturn_peers.login_peer not plugged in)"]
+    express = express_login_storm(ctx)
+    comparison = HttpComparison(
+        key=key,
+        group="Logins: keyturn ÷ Express + bcryptjs",
+        title="logins/s, keyturn (argon2id OWASP, uvicorn) ÷ Express + bcryptjs (cost 10)",
+        baseline=Contender("Express + bcryptjs login", express.server, express.storm),
+        candidate=Contender("keyturn login (uvicorn)", peer.server, peer.storm),
+        note="Same connection count for both (the storm's); every login succeeds (checked before timing).",
+        connections=ctx.config.storm_connections,
+    )
+    return [comparison], []
+
+
 def refresh_sqlite_vs_postgresql(ctx: Context) -> tuple[list[HttpComparison], list[str]]:
     """(5) refresh/s on SQLite (baseline) and PostgreSQL."""
+    if not ctx.config.wanted("refresh-postgresql-vs-sqlite"):
+        return [], []
     sqlite = keyturn_peers.refresh_peer("sqlite", "uvicorn", ctx.work_dir)
     postgresql = keyturn_peers.refresh_peer("postgresql", "uvicorn", ctx.work_dir)
     if sqlite is None or postgresql is None:
@@ -216,8 +266,10 @@ def refresh_sqlite_vs_postgresql(ctx: Context) -> tuple[list[HttpComparison], li
 
 def storm_comparisons(ctx: Context) -> tuple[list[StormComparison], list[str]]:
     """(4) login storms: Express + bcryptjs always, keyturn when its login peer exists."""
-    storms = [express_login_storm(ctx)]
-    peer = keyturn_peers.login_peer("uvicorn", ctx.work_dir)
+    storms = [express_login_storm(ctx)] if ctx.config.wanted("express-login-storm") else []
+    if not ctx.config.wanted("keyturn-login-storm"):
+        return storms, []
+    peer = keyturn_peers.login_peer("uvicorn", ctx.work_dir / "storm")
     if peer is None:
         return storms, ["keyturn login storm (keyturn_peers.login_peer not plugged in)"]
     storms.append(
@@ -226,7 +278,7 @@ def storm_comparisons(ctx: Context) -> tuple[list[StormComparison], list[str]]:
             group="Login storm",
             title="keyturn login (uvicorn)",
             server=peer.server,
-            probe=peer.probe,
+            probe_path=peer.probe_path,
             storm=peer.storm,
             hash_bound_per_s=peer.hash_bound_per_s,
             hash_bound_note=peer.hash_bound_note,
@@ -245,7 +297,7 @@ def express_login_storm(ctx: Context) -> StormComparison:
         group="Login storm",
         title="Express + bcryptjs login (ES256)",
         server=express_server("ES256", key_file=key.pem_file, email=EXPRESS_EMAIL, password=EXPRESS_PASSWORD),
-        probe=LoadSpec("/health"),
+        probe_path="/health",
         storm=LoadSpec("/auth/login", body_file=body),
         hash_bound_per_s=bound_per_s,
         hash_bound_note=note,
@@ -281,12 +333,12 @@ def run_suite(config: SuiteConfig, progress: Callable[[str], None] = print) -> S
     """Run the selected parts in order: floor (no servers), HTTP comparisons, storms."""
     result = SuiteResult(config)
     ctx = Context(config)
-    result.notes.append(f"cores: {os.cpu_count()}")
+    result.notes.append(_load_note("at start"))
     if "floor" in config.parts:
         contenders, skipped = floor_contenders()
         result.skipped += skipped
         progress(f"floor: {', '.join(contenders)}")
-        result.floor = run_floor(contenders, config.floor, progress=progress)
+        result.floor = run_floor(contenders, config.floor, config.floor_algorithms, progress=progress)
     if "http" in config.parts:
         comparisons, skipped = http_comparisons(ctx)
         result.skipped += skipped
@@ -299,4 +351,11 @@ def run_suite(config: SuiteConfig, progress: Callable[[str], None] = print) -> S
         for storm in storms:
             progress(f"storm: {storm.title}")
             result.storms.append(run_storm(storm, config.settings, progress, config.storm_connections))
+    result.notes.append(_load_note("at end"))
     return result
+
+
+def _load_note(when: str) -> str:
+    """Other work on the machine widens the spreads: say how busy it was, next to the figures."""
+    one, five, _ = os.getloadavg()
+    return f"load average {when}: {one:.2f} (1 min), {five:.2f} (5 min) on {os.cpu_count()} cores"

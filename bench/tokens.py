@@ -63,15 +63,25 @@ def tutorial_claims(index: int, lifetime_s: int = 3600) -> dict[str, object]:
     return {**TUTORIAL_CLAIMS, "iat": now, "exp": now + lifetime_s, "jti": f"{index}-{uuid.uuid4().hex[:8]}"}
 
 
-def mint(key: HttpKey, claims: dict[str, object]) -> str:
-    """Sign one compact JWT (``typ: JWT``, as jsonwebtoken writes it)."""
-    return jwt.encode({"alg": key.algorithm, "typ": "JWT"}, claims, key.jwk, algorithms=[key.algorithm])
+def mint(key: HttpKey, claims: dict[str, object], header: Mapping[str, str] | None = None) -> str:
+    """Sign one compact JWT: ``typ: JWT`` as jsonwebtoken writes it, unless ``header`` says otherwise.
+
+    ``header`` adds or overrides JOSE header members (a peer may demand ``kid`` and its own ``typ``).
+    """
+    protected = {"alg": key.algorithm, "typ": "JWT", **(header or {})}
+    return jwt.encode(protected, claims, key.jwk, algorithms=[key.algorithm])
 
 
-def write_tokens(key: HttpKey, count: int, path: Path, claims: ClaimsFactory = tutorial_claims) -> Path:
+def write_tokens(
+    key: HttpKey,
+    count: int,
+    path: Path,
+    claims: ClaimsFactory = tutorial_claims,
+    header: Mapping[str, str] | None = None,
+) -> Path:
     """Write ``count`` distinct tokens, one per line, for ``load.lua``'s rotation."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(mint(key, claims(i)) + "\n" for i in range(count)))
+    path.write_text("".join(mint(key, claims(i), header) + "\n" for i in range(count)))
     return path
 
 

@@ -28,7 +28,11 @@ if (ALGORITHM !== 'ES256' && ALGORITHM !== 'HS256') {
 }
 
 function loadKeys() {
-  // jsonwebtoken takes a secret string for HS256 and PEM/KeyObjects for ES256.
+  // HS256: a string secret, exactly like the tutorials' `process.env.JWT_SECRET`. (jsonwebtoken 9
+  // first tries to parse a string key as a public key on every verify and falls back to a secret;
+  // that cost is part of the stack as taught, so it is kept.)
+  // ES256 (the tutorials show no asymmetric key): KeyObjects parsed once at start, the cheapest
+  // form jsonwebtoken accepts, so Express gets its best case here.
   if (ALGORITHM === 'HS256') {
     const secret = process.env.JWT_SECRET || crypto.randomBytes(32).toString('hex');
     return { signingKey: secret, verifyingKey: secret };

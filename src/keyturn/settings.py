@@ -7,6 +7,7 @@ Validated once, at start-up, into a frozen object; an unsafe combination raises
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import re
@@ -14,34 +15,22 @@ from pathlib import Path
 from typing import Annotated, Any, Final, Literal
 
 from limits import parse as parse_rate_limit
-from pydantic import BeforeValidator, Field, SecretStr, ValidationError, field_validator
+from pydantic import AfterValidator, BeforeValidator, Field, SecretStr, ValidationError
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
 
-from keyturn.crypto.keys import ALGORITHMS, HMAC_ALGORITHMS, MIN_HMAC_SECRET_BYTES
+from keyturn.crypto.keys import ALGORITHMS, HMAC_ALGORITHMS, MIN_HMAC_SECRET_BYTES, symmetric_key_from_b64
+from keyturn.durations import parse_duration
 from keyturn.errors import ConfigurationError
 
 __all__ = ["Settings", "load_settings", "parse_duration"]
 
-_UNITS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-_DURATION: Final = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
 CONFIG_FILE_ENV: Final = "KEYTURN_CONFIG_FILE"
-
-
-def parse_duration(value: Any) -> int:
-    """Seconds from ``90``, ``"90"``, ``"90s"``, ``"15m"``, ``"12h"`` or ``"14d"``."""
-    if isinstance(value, bool):
-        raise ValueError("a duration is a number of seconds or a number with a unit (s, m, h, d)")
-    if isinstance(value, int):
-        return value
-    match = _DURATION.match(str(value))
-    if match is None:
-        raise ValueError("a duration is a number of seconds or a number with a unit (s, m, h, d)")
-    return int(match.group(1)) * _UNITS[match.group(2) or "s"]
 
 
 Duration = Annotated[int, BeforeValidator(parse_duration)]
@@ -53,6 +42,51 @@ def _validate_rate(value: str) -> str:
 
 
 RateLimit = Annotated[str, BeforeValidator(_validate_rate)]
+
+
+def _split_list(value: Any) -> Any:
+    """A JSON list, or comma-separated text (``10.0.0.0/8, 192.168.1.2``)."""
+    if not isinstance(value, str):
+        return value
+    if value.strip().startswith("["):
+        return json.loads(value)
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def _validate_networks(entries: list[str]) -> list[str]:
+    for entry in entries:
+        ipaddress.ip_network(entry, strict=False)  # ValueError names the culprit
+    return entries
+
+
+#: Addresses or CIDR networks of the reverse proxies whose X-Forwarded-For is believed.
+TrustedProxies = Annotated[list[str], NoDecode, BeforeValidator(_split_list), AfterValidator(_validate_networks)]
+
+
+#: Same syntax as the admin API accepts (keyturn.domain.administration) and RFC 6749 §3.3 scope tokens:
+#: a space in a scope would split it into two in the token's space-separated ``scope`` claim.
+_ROLE_NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
+_SCOPE_TOKEN: Final = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]{1,128}")
+#: Names that would look like keyturn's secrets or a JWT (the audit trail refuses to record those).
+_RESERVED_PREFIXES: Final = ("ktk_", "ktr_", "eyJ")
+
+
+def _json_object(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def _validate_role_map(roles: dict[str, list[str]]) -> dict[str, list[str]]:
+    for role, scopes in roles.items():
+        if not _ROLE_NAME.fullmatch(role) or role.startswith(_RESERVED_PREFIXES):
+            raise ValueError(f"{role!r} is not a role name (letters, digits, _ . : -; not ktk_, ktr_, eyJ...)")
+        for scope in scopes:
+            if not _SCOPE_TOKEN.fullmatch(scope) or scope.startswith(_RESERVED_PREFIXES):
+                raise ValueError(f"role {role!r}: {scope!r} is not a scope (printable ASCII, no spaces)")
+    return roles
+
+
+#: ``KEYTURN_ROLES``: role → the scopes it grants, as a JSON object (or a table in the config file).
+RoleMap = Annotated[dict[str, list[str]], NoDecode, BeforeValidator(_json_object), AfterValidator(_validate_role_map)]
 
 
 def async_database_url(url: str) -> str:
@@ -96,9 +130,9 @@ class Settings(BaseSettings):
     rate_limit_login_ip: RateLimit = "100/15minutes"
     rate_limit_register: RateLimit = "20/hour"
     rate_limit_refresh: RateLimit = "120/minute"
-    roles: dict[str, list[str]] = Field(default_factory=dict)
+    roles: RoleMap = Field(default_factory=dict)
     default_roles: list[str] = Field(default_factory=lambda: ["user"])
-    trusted_proxies: list[str] = Field(default_factory=list)
+    trusted_proxies: TrustedProxies = Field(default_factory=list)
     jwks_max_age: Duration = 300
     purge_interval: Duration = 3600
     key_encryption_key: SecretStr | None = None
@@ -108,6 +142,16 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(default=10, ge=1)
     db_max_overflow: int = Field(default=10, ge=0)
     db_pool_timeout: float = Field(default=5.0, gt=0)
+    #: Prefix of every Redis key and channel, so several deployments can share one Redis.
+    redis_prefix: str = Field(default="keyturn:", min_length=1, max_length=64)
+    #: Seconds between re-reads of recent revocations from the database (with Redis configured).
+    revocation_sync_interval: float = Field(default=0.5, ge=0.05, le=5.0)
+    #: When set, GET /metrics requires ``Authorization: Bearer <this>``.
+    metrics_token: SecretStr | None = None
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["json", "text"] = "json"
+    #: Seconds ``serve`` waits for in-flight requests after SIGTERM before closing them.
+    shutdown_timeout: Duration = 30
 
     @classmethod
     def settings_customise_sources(
@@ -123,11 +167,6 @@ class Settings(BaseSettings):
         if config_file:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(config_file)))
         return tuple(sources)
-
-    @field_validator("roles", mode="before")
-    @classmethod
-    def _roles_json(cls, value: Any) -> Any:
-        return json.loads(value) if isinstance(value, str) else value
 
     @property
     def async_database_url(self) -> str:
@@ -172,6 +211,13 @@ def _check_cookies(s: Settings) -> None:
 def _check_encryption(s: Settings) -> None:
     if s.token_encryption == "dir" and s.encryption_key is None:
         raise ConfigurationError("KEYTURN_TOKEN_ENCRYPTION=dir needs a 32-byte KEYTURN_ENCRYPTION_KEY (base64url)")
+    # Decoded here, once, so a malformed key refuses to start instead of failing on first use.
+    for name, value in (
+        ("KEYTURN_ENCRYPTION_KEY", s.encryption_key),
+        ("KEYTURN_KEY_ENCRYPTION_KEY", s.key_encryption_key),
+    ):
+        if value is not None:
+            symmetric_key_from_b64(value.get_secret_value(), purpose=name)
 
 
 def _check_ttls(s: Settings) -> None:
@@ -179,6 +225,11 @@ def _check_ttls(s: Settings) -> None:
         raise ConfigurationError("KEYTURN_ACCESS_TTL must be positive and not longer than KEYTURN_REFRESH_TTL")
     if s.refresh_grace > 300:
         raise ConfigurationError("KEYTURN_REFRESH_GRACE over 300 seconds defeats reuse detection")
+    if s.refresh_idle_ttl < 0 or 0 < s.refresh_idle_ttl <= s.access_ttl:
+        raise ConfigurationError(
+            "KEYTURN_REFRESH_IDLE_TTL must be 0 (off) or longer than KEYTURN_ACCESS_TTL: clients refresh"
+            " only when their access token expires, so a shorter idle timeout ends every session"
+        )
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -15,7 +15,8 @@ import base64
 import hashlib
 import hmac
 import json
-from collections.abc import Iterable, Mapping
+import re
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Final, Literal
 
@@ -29,11 +30,13 @@ __all__ = [
     "ALGORITHMS",
     "ASYMMETRIC_ALGORITHMS",
     "HMAC_ALGORITHMS",
+    "KeyChange",
     "KeyRing",
     "KeyState",
     "SigningKey",
     "generate_signing_key",
     "hmac_signing_key",
+    "is_sealed",
     "load_private_jwk",
     "seal_private_jwk",
     "symmetric_key_from_b64",
@@ -58,6 +61,9 @@ _EC_CURVES: Final[dict[str, Literal["P-256", "P-384", "P-521"]]] = {
     "ES512": "P-521",
 }
 _HMAC_BYTES: Final = {"HS256": 32, "HS384": 48, "HS512": 64}
+_KEK_REGISTRY: Final = jwe.JWERegistry(algorithms=["dir", "A256GCM"])
+_BASE64URL: Final = re.compile(r"[A-Za-z0-9_-]+")
+_PUBLICATION_ORDER: Final[dict[str, int]] = {"current": 0, "next": 1, "retired": 2}
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +74,8 @@ class SigningKey:
     alg: str
     key: Key
     state: KeyState = "current"
+    #: When the key entered its present role: generated (``next``), promoted (``current``).
+    #: Automatic rotation measures a key's age from here, not from its generation.
     created_at: float = 0.0
     #: When a retired key may leave the JWKS: no token it signed can be valid after this.
     drop_after: float | None = None
@@ -92,8 +100,29 @@ class SigningKey:
         """The private key as JWK JSON, for storage only (see :func:`seal_private_jwk`)."""
         return json.dumps(self.key.as_dict(private=True), sort_keys=True)
 
-    def with_state(self, state: KeyState, *, drop_after: float | None = None) -> SigningKey:
-        return replace(self, state=state, drop_after=drop_after)
+    def with_state(self, state: KeyState, *, drop_after: float | None = None, since: float | None = None) -> SigningKey:
+        """A copy in ``state``; ``since`` moves ``created_at`` (a promotion starts the key's service)."""
+        created_at = self.created_at if since is None else since
+        return replace(self, state=state, drop_after=drop_after, created_at=created_at)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KeyChange:
+    """One change of the stored ring (a rotation), applied all-or-nothing by a key store.
+
+    It applies only while ``expect_current`` is still a ``current`` key (``None``:
+    while no key is current), so two instances rotating at once cannot both win.
+    """
+
+    expect_current: str | None
+    #: New rows.
+    add: tuple[SigningKey, ...] = ()
+    #: Existing rows whose ``state``, ``drop_after`` and ``created_at`` become these keys'.
+    update: tuple[SigningKey, ...] = ()
+    #: Rows removed at once (never-used ``next`` keys; every key after a compromise).
+    delete: tuple[str, ...] = ()
+    #: Also remove retired rows whose ``drop_after`` is at or before this time.
+    purge_before: float | None = None
 
 
 def _new_key(alg: str) -> Key:
@@ -138,11 +167,18 @@ def hmac_signing_key(secret: bytes, alg: str = "HS256", *, now: float = 0.0) -> 
 
 
 def symmetric_key_from_b64(value: str, *, purpose: str) -> OctKey:
-    """A 32-byte key given as base64url (with or without padding), for ``purpose`` messages."""
+    """A 32-byte key given as base64url (with or without padding), for ``purpose`` messages.
+
+    Raises :class:`ConfigurationError` for another alphabet or another length: a
+    lenient decoder would silently skip stray characters and take a different key.
+    """
+    unpadded = value.strip().rstrip("=")
+    if not _BASE64URL.fullmatch(unpadded):
+        raise ConfigurationError(f"{purpose} must be base64url (A-Z, a-z, 0-9, '-', '_')")
     try:
-        raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
-    except (ValueError, TypeError) as exc:
-        raise ConfigurationError(f"{purpose} must be base64url") from exc
+        raw = base64.urlsafe_b64decode(unpadded + "=" * (-len(unpadded) % 4))
+    except ValueError as exc:
+        raise ConfigurationError(f"{purpose} must be base64url (A-Z, a-z, 0-9, '-', '_')") from exc
     if len(raw) != 32:
         raise ConfigurationError(f"{purpose} must decode to exactly 32 bytes")
     return OctKey.import_key(raw)
@@ -152,58 +188,88 @@ def seal_private_jwk(private_json: str, kek: OctKey | None) -> str:
     """Encrypt a private JWK for storage (JWE dir/A256GCM), or return it as is without a KEK."""
     if kek is None:
         return private_json
-    return jwe.encrypt_compact({"alg": "dir", "enc": "A256GCM", "cty": "jwk+json"}, private_json, kek)
+    return jwe.encrypt_compact(
+        {"alg": "dir", "enc": "A256GCM", "cty": "jwk+json"}, private_json, kek, registry=_KEK_REGISTRY
+    )
+
+
+def is_sealed(stored: str) -> bool:
+    """Whether a stored private key is sealed (a JWE), rather than plain JWK JSON."""
+    return not stored.lstrip().startswith("{")
 
 
 def load_private_jwk(stored: str, kek: OctKey | None) -> Key:
     """Import a stored private key, decrypting it with ``kek`` when it is sealed.
 
-    Raises :class:`ConfigurationError` if the key is sealed and ``kek`` is missing or wrong.
+    Raises :class:`ConfigurationError` if the key is sealed and ``kek`` is missing or
+    wrong, or if the stored value is not a key at all: keyturn refuses to start then.
     """
-    if stored.lstrip().startswith("{"):
-        return jwk.import_key(json.loads(stored))
-    if kek is None:
-        raise ConfigurationError("signing keys are encrypted at rest: KEYTURN_KEY_ENCRYPTION_KEY is required")
+    if is_sealed(stored):
+        if kek is None:
+            raise ConfigurationError("signing keys are encrypted at rest: KEYTURN_KEY_ENCRYPTION_KEY is required")
+        try:
+            plain = jwe.decrypt_compact(stored, kek, registry=_KEK_REGISTRY).plaintext or b""
+        except (JoseError, ValueError) as exc:
+            raise ConfigurationError("KEYTURN_KEY_ENCRYPTION_KEY does not decrypt the stored signing keys") from exc
+    else:
+        plain = stored.encode()
     try:
-        plain = jwe.decrypt_compact(stored, kek).plaintext
-    except JoseError as exc:
-        raise ConfigurationError("KEYTURN_KEY_ENCRYPTION_KEY does not decrypt the stored signing keys") from exc
-    return jwk.import_key(json.loads(plain or b"{}"))
+        return jwk.import_key(json.loads(plain))
+    except (JoseError, ValueError, TypeError, KeyError) as exc:
+        raise ConfigurationError("a stored signing key is corrupt; restore the signing_keys table") from exc
 
 
 class KeyRing:
     """The ordered set of signing keys: the newest current key signs, all verify.
 
-    Immutable: rotation builds a new ring, so a reader never sees a half-rotated one.
+    ``next`` keys are published (and verify) before they sign, so resource servers'
+    JWKS caches already hold them when a rotation promotes them; ``retired`` keys
+    verify and stay published until their ``drop_after``. Immutable: rotation builds
+    a new ring, so a reader never sees a half-rotated one.
     """
 
     __slots__ = ("_by_kid", "_keys")
 
     def __init__(self, keys: Iterable[SigningKey]) -> None:
-        self._keys: tuple[SigningKey, ...] = tuple(sorted(keys, key=lambda k: k.created_at))
+        # Ties broken by kid, so every instance picks the same signing key from the same rows.
+        self._keys: tuple[SigningKey, ...] = tuple(sorted(keys, key=lambda k: (k.created_at, k.kid)))
         self._by_kid: dict[str, SigningKey] = {k.kid: k for k in self._keys}
 
     def __len__(self) -> int:
         return len(self._keys)
 
-    def __iter__(self) -> Any:
+    def __iter__(self) -> Iterator[SigningKey]:
         return iter(self._keys)
+
+    def in_state(self, state: KeyState) -> list[SigningKey]:
+        """The keys in ``state``, oldest first."""
+        return [k for k in self._keys if k.state == state]
 
     @property
     def signing_key(self) -> SigningKey:
         """The newest ``current`` key. Raises ``LookupError`` on a ring with none."""
-        for key in reversed(self._keys):
-            if key.state == "current":
-                return key
-        raise LookupError("the key ring holds no current key")
+        current = self.in_state("current")
+        if not current:
+            raise LookupError("the key ring holds no current key")
+        return current[-1]
+
+    @property
+    def next_key(self) -> SigningKey | None:
+        """The newest pre-published key, which the next rotation promotes; ``None`` if there is none."""
+        upcoming = self.in_state("next")
+        return upcoming[-1] if upcoming else None
 
     def verification_key(self, kid: str) -> SigningKey | None:
         """The key named ``kid``, or ``None``: unknown kids are never guessed at."""
         return self._by_kid.get(kid)
 
     def published(self, now: float) -> list[SigningKey]:
-        """The keys a verifier may need at ``now``: all but retired keys past their drop time."""
-        return [k for k in self._keys if k.drop_after is None or k.drop_after > now]
+        """The keys a verifier may need at ``now``: all but retired keys past their drop time.
+
+        The signing key comes first, then the next key, then the retired ones, newest first.
+        """
+        live = [k for k in reversed(self._keys) if k.drop_after is None or k.drop_after > now]
+        return sorted(live, key=lambda k: _PUBLICATION_ORDER[k.state])
 
     def jwks(self, now: float) -> dict[str, Any]:
         """The RFC 7517 JWK Set of public keys; empty in HMAC mode, whose secret is never published."""

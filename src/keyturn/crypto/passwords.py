@@ -61,6 +61,7 @@ class PasswordHasher:
         self._dummy_hash = self._hasher.hash(secrets.token_urlsafe(16))
 
     def hash_sync(self, password: str) -> str:
+        """Hash on the calling thread: for CLIs and worker threads, never the event loop."""
         return self._hasher.hash(password)
 
     def _verify_sync(self, stored_hash: str | None, password: str) -> None:
@@ -73,7 +74,7 @@ class PasswordHasher:
 
     async def hash(self, password: str) -> str:
         """The argon2id hash of ``password``, computed in a worker thread."""
-        return await anyio.to_thread.run_sync(self._hasher.hash, password, limiter=self._limiter)
+        return await anyio.to_thread.run_sync(self.hash_sync, password, limiter=self._limiter)
 
     async def verify(self, stored_hash: str | None, password: str) -> None:
         """Return if ``password`` matches ``stored_hash``; raise :class:`InvalidCredentials` if not.

@@ -6,6 +6,7 @@ exists, and answers a wrong e-mail and a wrong password with the same error.
 
 from __future__ import annotations
 
+import unicodedata
 import uuid
 from collections.abc import Sequence
 
@@ -36,6 +37,8 @@ class Accounts:
         checked = check_password(password, email=normalised)
         if name is not None and len(name) > MAX_NAME_LENGTH:
             raise ValidationFailed(fields={"name": f"must be at most {MAX_NAME_LENGTH} characters"})
+        if name is not None and any(unicodedata.category(c) == "Cc" for c in name):
+            raise ValidationFailed(fields={"name": "must not contain control characters"})
         user = User(
             id=str(uuid.uuid4()),
             email=normalised,

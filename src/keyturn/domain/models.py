@@ -7,7 +7,18 @@ from typing import Literal
 
 from keyturn.crypto.access_tokens import IssuedToken
 
-__all__ = ["ClientInfo", "Rotation", "Session", "SessionMode", "SpentToken", "StoredUser", "TokenPair", "User"]
+__all__ = [
+    "ApiKey",
+    "ClientInfo",
+    "PurgeCutoffs",
+    "Rotation",
+    "Session",
+    "SessionMode",
+    "SpentToken",
+    "StoredUser",
+    "TokenPair",
+    "User",
+]
 
 SessionMode = Literal["body", "cookie"]
 
@@ -22,6 +33,21 @@ class User:
     roles: tuple[str, ...]
     created_at: float
     disabled: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ApiKey:
+    """A user's scoped, revocable credential for machines; the secret itself is never kept."""
+
+    id: str
+    user_id: str
+    name: str
+    prefix: str
+    scopes: tuple[str, ...]
+    created_at: float
+    last_used_at: float | None = None
+    expires_at: float | None = None
+    revoked_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +102,21 @@ class Rotation:
     session_id: str
     at: float
     client: ClientInfo
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PurgeCutoffs:
+    """What a purge at ``now`` may delete.
+
+    Sessions expired by ``now``, unused since ``idle_before`` (``None``: no idle timeout)
+    or revoked by ``revoked_before`` go, with their tokens; sealed successors of tokens
+    spent strictly before ``spent_before`` are forgotten (their grace window is over).
+    """
+
+    now: float
+    spent_before: float
+    idle_before: float | None
+    revoked_before: float
 
 
 @dataclass(frozen=True, slots=True)

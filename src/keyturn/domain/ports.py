@@ -8,12 +8,15 @@ never imports them. Every method may raise
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from keyturn.crypto.keys import SigningKey
-from keyturn.domain.models import Rotation, Session, SpentToken, StoredUser, User
+from keyturn.crypto.keys import KeyChange, SigningKey
+from keyturn.domain.models import ApiKey, PurgeCutoffs, Rotation, Session, SpentToken, StoredUser, User
 
-__all__ = ["KeyStore", "RevocationStore", "SessionStore", "UserLoader", "UserStore"]
+if TYPE_CHECKING:  # the records live beside the audit rules; only their types are needed here
+    from keyturn.domain.audit import AuditEntry, StoredAuditEntry
+
+__all__ = ["ApiKeyStore", "AuditStore", "KeyStore", "RevocationStore", "SessionStore", "UserLoader", "UserStore"]
 
 #: Loads the account behind a session, raising if it may no longer act.
 UserLoader = Callable[[str], Awaitable[User]]
@@ -56,8 +59,8 @@ class SessionStore(Protocol):
 
     async def active_for_user(self, user_id: str, now: float) -> list[Session]: ...
 
-    async def purge(self, now: float, grace: float) -> int:
-        """Delete expired sessions and their tokens; forget sealed successors past ``grace``."""
+    async def purge(self, cutoffs: PurgeCutoffs) -> int:
+        """Delete dead sessions and their tokens, forget stale sealed successors; return rows deleted."""
 
 
 class RevocationStore(Protocol):
@@ -69,11 +72,57 @@ class RevocationStore(Protocol):
     async def purge(self, now: float) -> int: ...
 
 
+class ApiKeyStore(Protocol):
+    async def add(self, key: ApiKey, key_hash: str) -> None:
+        """Insert ``key`` under the SHA-256 ``key_hash`` of its secret."""
+
+    async def by_hash(self, key_hash: str) -> tuple[ApiKey, User] | None:
+        """The key whose secret hashes to ``key_hash`` (revoked and expired ones included), with its owner.
+
+        One query for both: this runs on every request made with ``X-API-Key``.
+        """
+
+    async def get(self, key_id: str) -> ApiKey | None: ...
+
+    async def for_user(self, user_id: str) -> list[ApiKey]:
+        """The user's keys that are not revoked, oldest first."""
+
+    async def count_live(self, user_id: str, now: float) -> int:
+        """How many of the user's keys are neither revoked nor expired at ``now``."""
+
+    async def revoke(self, user_id: str, key_id: str, now: float) -> bool:
+        """Revoke the user's key; ``False`` when it is not theirs or already revoked."""
+
+    async def touch(self, key_id: str, at: float, *, not_since: float) -> None:
+        """Set ``last_used_at`` to ``at`` unless it is already later than ``not_since``."""
+
+
 class KeyStore(Protocol):
-    async def load(self) -> list[SigningKey]: ...
+    async def load(self) -> list[SigningKey]:
+        """Every stored key, private part included; raise ConfigurationError if one cannot be opened."""
 
-    async def add(self, key: SigningKey) -> None: ...
+    async def apply(self, change: KeyChange) -> bool:
+        """Apply ``change`` in one transaction; ``False`` (nothing changed) when its expectation failed."""
 
-    async def update_state(self, kid: str, state: str, drop_after: float | None) -> None: ...
+    async def reseal(self) -> int:
+        """Encrypt any key stored in clear, when a key-encryption key is configured; return how many."""
 
-    async def delete(self, kids: Sequence[str]) -> None: ...
+
+class AuditStore(Protocol):
+    async def append(self, entry: AuditEntry) -> StoredAuditEntry:
+        """Chain ``entry`` after the newest record and insert it, atomically.
+
+        Appends are serialised across every process sharing the database, so two
+        records never claim the same predecessor.
+        """
+
+    async def page(
+        self, *, user_id: str | None, event: str | None, before: int | None, limit: int
+    ) -> list[StoredAuditEntry]:
+        """Newest first, ids below ``before``; ``user_id`` matches the subject or the actor."""
+
+    async def after(self, after_id: int, limit: int) -> list[StoredAuditEntry]:
+        """Oldest first, ids above ``after_id``."""
+
+    async def latest(self, count: int) -> list[StoredAuditEntry]:
+        """The newest ``count`` records, oldest first."""

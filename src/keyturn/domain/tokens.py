@@ -8,11 +8,10 @@ from dataclasses import dataclass
 from joserfc.jwk import OctKey
 
 from keyturn.clock import Clock
-from keyturn.crypto.access_tokens import AccessToken, IssuedToken, VerifyOptions, issue_access_token, read_header
+from keyturn.crypto.access_tokens import AccessToken, IssuedToken, UnknownKeyId, VerifyOptions, issue_access_token
 from keyturn.crypto.access_tokens import verify_access_token as _verify
 from keyturn.domain.keyring import KeyManager
 from keyturn.domain.models import User
-from keyturn.errors import TokenInvalid
 
 __all__ = ["IssuedAccess", "ScopeMap", "TokenIssuer", "TokenPolicy"]
 
@@ -59,8 +58,14 @@ class TokenIssuer:
         session_id: str | None,
         scopes: tuple[str, ...] | None = None,
         client_id: str | None = None,
+        roles: tuple[str, ...] | None = None,
     ) -> IssuedAccess:
-        """An access token for ``user``; ``scopes`` narrows the role-granted ones (API keys)."""
+        """An access token for ``user``; ``scopes`` narrows the role-granted ones (API keys).
+
+        ``roles`` overrides the ``roles`` claim (API keys pass ``()``: a key grants its
+        scopes and never its owner's roles); the scopes are still computed from the
+        user's own roles, so an override can never widen them.
+        """
         ring = await self._keys.refresh_if_stale()
         granted = tuple(self._scopes_for(list(user.roles)))
         if scopes is not None:
@@ -75,28 +80,20 @@ class TokenIssuer:
             session_id=session_id,
             client_id=client_id or self._policy.client_id,
             email=user.email,
-            roles=user.roles,
+            roles=user.roles if roles is None else roles,
             scope=" ".join(granted),
             encryption_key=self._policy.encryption_key,
         )
         return IssuedAccess(token=token, scopes=granted)
 
     async def verify(self, token: str) -> AccessToken:
-        """Verify with the current ring, reloading it once (rate-limited) on an unknown kid."""
+        """Verify with the current ring, reloading it once (rate-limited) on an unknown kid.
+
+        The kid is learnt inside the verifier, after decryption of a nested token.
+        """
         ring = await self._keys.refresh_if_stale()
         try:
             return _verify(token, ring, self.verify_options, now=self._clock.now())
-        except TokenInvalid:
-            kid = _kid_of(token)
-            if kid is None or ring.verification_key(kid) is not None:
-                raise
-        ring = await self._keys.on_unknown_kid()
+        except UnknownKeyId:
+            ring = await self._keys.on_unknown_kid()
         return _verify(token, ring, self.verify_options, now=self._clock.now())
-
-
-def _kid_of(token: str) -> str | None:
-    try:
-        kid = read_header(token).get("kid")
-    except TokenInvalid:
-        return None
-    return kid if isinstance(kid, str) else None

@@ -23,7 +23,9 @@ from keyturn.errors import (
     ValidationFailed,
 )
 from keyturn.server.middleware import BodyLimitMiddleware
-from keyturn.server.routes import auth, health, wellknown
+from keyturn.server.observability import ObservabilityMiddleware, note_error
+from keyturn.server.proxies import TrustedProxyMiddleware
+from keyturn.server.routes import admin, admin_keys, api_keys, audit, auth, health, metrics, wellknown
 from keyturn.server.schemas import ErrorBody
 from keyturn.server.services import Services, build_services
 from keyturn.settings import Settings, load_settings
@@ -57,9 +59,10 @@ def _field_name(loc: tuple[Any, ...]) -> str:
     return ".".join(parts) or "body"
 
 
-async def _on_keyturn_error(_: Request, exc: Exception) -> JSONResponse:
+async def _on_keyturn_error(request: Request, exc: Exception) -> JSONResponse:
     if not isinstance(exc, KeyturnError):  # pragma: no cover - registered for KeyturnError only
         exc = InternalError()
+    note_error(request, exc)
     return _json_error(exc)
 
 
@@ -70,15 +73,26 @@ async def _on_validation_error(_: Request, exc: Exception) -> JSONResponse:
 
 
 async def _on_http_error(_: Request, exc: Exception) -> JSONResponse:
+    """Framework-level refusals, in the contract's codes.
+
+    A wrong method is answered 404 NOT_FOUND (the contract has no 405 code) with the
+    ``Allow`` header HTTP asks for; an unparseable body (e.g. not UTF-8) is a 422.
+    """
     status = exc.status_code if isinstance(exc, StarletteHTTPException) else 500
-    if status == 404:
-        return _json_error(NotFound())
+    if status == 405:
+        response = _json_error(NotFound("This endpoint does not accept that method."))
+        allow = getattr(exc, "headers", None) or {}
+        if "Allow" in allow:
+            response.headers["Allow"] = allow["Allow"]
+        return response
     if status == 413:
         return _json_error(PayloadTooLarge())
-    error = KeyturnError("The request could not be handled.")
-    status_, headers, body = error_response(error)
-    body["error"]["code"] = "METHOD_NOT_ALLOWED" if status == 405 else "BAD_REQUEST"
-    return JSONResponse(body, status_code=status if 400 <= status < 500 else status_, headers=headers)
+    if status in (400, 422):
+        return _json_error(ValidationFailed(fields={"body": "could not be parsed"}))
+    if status == 404:
+        return _json_error(NotFound())
+    log.error("unexpected framework error status %s", status)
+    return _json_error(InternalError())
 
 
 async def _on_unexpected(_: Request, exc: Exception) -> JSONResponse:
@@ -105,9 +119,16 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await services.start()
+        try:
+            await services.start()
+        except BaseException:
+            # A refused start (a ConfigurationError, say) must not leak the database pool.
+            await services.close()
+            raise
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(_purge_forever, services)
+            if services.fleet is not None:
+                tasks.start_soon(services.fleet.run)
             try:
                 yield
             finally:
@@ -126,7 +147,18 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
     app.add_exception_handler(Exception, _on_unexpected)
-    for router in (auth.router, wellknown.router, health.router):
+    for router in (
+        auth.router,
+        api_keys.router,
+        admin.router,
+        admin_keys.router,
+        audit.router,
+        wellknown.router,
+        health.router,
+        metrics.router,
+    ):
         app.include_router(router)
     app.add_middleware(BodyLimitMiddleware, limit=settings.body_limit)
+    app.add_middleware(TrustedProxyMiddleware, trusted=settings.trusted_proxies)
+    app.add_middleware(ObservabilityMiddleware)  # added last: outermost, so it sees every answer
     return app

@@ -25,8 +25,12 @@ async def send_error(send: Send, error: KeyturnError) -> None:
 class BodyLimitMiddleware:
     """Refuse bodies over ``limit`` bytes with 413 before anything parses them.
 
-    A declared ``Content-Length`` over the limit is refused unread; a chunked body
-    is counted as it streams and cut off at the limit.
+    A declared ``Content-Length`` over the limit is refused unread. Otherwise the body
+    (chunked or not) is read here, counted as it streams and refused the moment it
+    passes the limit; a body within the limit is then handed to the app as one piece.
+    Reading it here rather than counting inside the app's ``receive`` matters: a
+    framework that meets an error while reading the body reports a parse error (422),
+    not the 413 the contract promises.
     """
 
     def __init__(self, app: ASGIApp, *, limit: int) -> None:
@@ -41,31 +45,42 @@ class BodyLimitMiddleware:
         if declared is not None and declared > self.limit:
             await send_error(send, PayloadTooLarge())
             return
-        await self._guarded(scope, receive, send)
-
-    async def _guarded(self, scope: Scope, receive: Receive, send: Send) -> None:
-        received = 0
-        started = False
-
-        async def counting_receive() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.limit:
-                    raise PayloadTooLarge()
-            return message
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
         try:
-            await self.app(scope, counting_receive, tracking_send)
+            body, last = await self._read_body(receive)
         except PayloadTooLarge as exc:
-            if not started:
-                await send_error(send, exc)
+            await send_error(send, exc)
+            return
+        await self.app(scope, _replay(body, last, receive), send)
+
+    async def _read_body(self, receive: Receive) -> tuple[bytes, Message]:
+        """The whole body, and the message that ended it (the last chunk, or a disconnect)."""
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return b"".join(chunks), message
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.limit:
+                raise PayloadTooLarge()
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks), message
+
+
+def _replay(body: bytes, last: Message, receive: Receive) -> Receive:
+    """A ``receive`` that gives the buffered body once, then defers to the real one (disconnects)."""
+    pending: list[Message] = (
+        [{"type": "http.request", "body": body, "more_body": False}] if last["type"] == "http.request" else [last]
+    )
+
+    async def replay() -> Message:
+        if pending:
+            return pending.pop()
+        return await receive()
+
+    return replay
 
 
 def _content_length(scope: Scope) -> int | None:

@@ -11,7 +11,9 @@ from keyturn.domain.models import Session, User
 
 T = TypeVar("T")
 
-_STRICT = ConfigDict(extra="forbid", str_max_length=4096)
+#: Request bodies: unknown fields refused, and no type coercion ("1" is not 1, 0 is not false),
+#: so what is accepted is exactly what the OpenAPI description documents.
+_STRICT = ConfigDict(extra="forbid", str_max_length=4096, strict=True)
 
 
 def iso(ts: float | None) -> str | None:

@@ -10,14 +10,22 @@ from keyturn.clock import Clock, SystemClock
 from keyturn.crypto.keys import symmetric_key_from_b64
 from keyturn.crypto.passwords import PROFILES, PasswordHasher
 from keyturn.domain.accounts import Accounts
+from keyturn.domain.administration import UserAdmin
+from keyturn.domain.api_keys import ApiKeyPolicy, ApiKeys
+from keyturn.domain.audit import Audit
 from keyturn.domain.keyring import KeyManager, KeyPolicy
 from keyturn.domain.models import User
+from keyturn.domain.ports import RevocationStore
 from keyturn.domain.sessions import SessionPolicy, Sessions
 from keyturn.domain.tokens import TokenIssuer, TokenPolicy
 from keyturn.errors import AccountDisabled, TokenRevoked
 from keyturn.server.cookies import CookiePolicy
+from keyturn.server.ratelimit import RateLimits
 from keyturn.settings import Settings
+from keyturn.store.api_keys import SqlApiKeyStore
+from keyturn.store.audit import SqlAuditStore
 from keyturn.store.migrate import migrate
+from keyturn.store.redis import Fleet, RedisLink, ReplicatedRevocations
 from keyturn.store.sql import (
     Database,
     SqlKeyStore,
@@ -47,13 +55,19 @@ class Services:
     db: Database
     users: SqlUserStore
     session_store: SqlSessionStore
-    revocations: SqlRevocationStore
+    revocations: RevocationStore
     keys: KeyManager
     tokens: TokenIssuer
     accounts: Accounts
     sessions: Sessions
     hasher: PasswordHasher
     cookies: CookiePolicy
+    api_keys: ApiKeys
+    admin: UserAdmin
+    #: The Redis side of a fleet instance (KEYTURN_REDIS_URL), else None.
+    fleet: Fleet | None
+    audit: Audit
+    rate_limits: RateLimits
 
     async def load_active_user(self, user_id: str) -> User:
         """The user behind a session; disabled or deleted accounts may no longer act."""
@@ -70,8 +84,13 @@ class Services:
         if (path := sqlite_path(self.settings.async_database_url)) is not None:
             prepare_data_dir(path.parent)
         await self.keys.start()
+        if self.fleet is not None:
+            await self.fleet.start()
 
     async def close(self) -> None:
+        if self.fleet is not None:
+            await self.fleet.close()
+        await self.rate_limits.close()
         await self.db.dispose()
 
 
@@ -103,8 +122,10 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
         if settings.token_encryption == "dir" and settings.encryption_key
         else None
     )
+    fleet = _fleet(settings, db, clock)
+    key_store = SqlKeyStore(db, kek)
     keys = KeyManager(
-        SqlKeyStore(db, kek),
+        fleet.signalling(key_store) if fleet else key_store,
         clock,
         KeyPolicy(
             algorithm=settings.algorithm,
@@ -114,6 +135,8 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
             rotation_interval=settings.key_rotation_interval,
         ),
     )
+    if fleet is not None:
+        fleet.on_keys_changed(keys.reload)
     tokens = TokenIssuer(
         keys,
         clock,
@@ -129,7 +152,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
     hasher = PasswordHasher(PROFILES[settings.password_profile], max_concurrency=settings.hash_concurrency)
     users = SqlUserStore(db)
     session_store = SqlSessionStore(db)
-    revocations = SqlRevocationStore(db)
+    revocations: RevocationStore = fleet.revocations if fleet else SqlRevocationStore(db)
     sessions = Sessions(
         session_store,
         revocations,
@@ -156,4 +179,31 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
         sessions=sessions,
         hasher=hasher,
         cookies=CookiePolicy(secure=settings.cookie_secure and not settings.dev),
+        api_keys=ApiKeys(
+            SqlApiKeyStore(db),
+            revocations,
+            tokens,
+            clock,
+            scopes_for=settings.scopes_for,
+            policy=ApiKeyPolicy(access_ttl=settings.access_ttl, leeway=settings.leeway),
+        ),
+        admin=UserAdmin(users, sessions),
+        fleet=fleet,
+        audit=Audit(SqlAuditStore(db), clock),
+        rate_limits=RateLimits.from_settings(settings, clock),
     )
+
+
+def _fleet(settings: Settings, db: Database, clock: Clock) -> Fleet | None:
+    """The Redis side of a fleet instance, when ``KEYTURN_REDIS_URL`` is set (no I/O yet)."""
+    if settings.redis_url is None:
+        return None
+    link = RedisLink(settings.redis_url, prefix=settings.redis_prefix)
+    revocations = ReplicatedRevocations(
+        db,
+        link,
+        clock,
+        horizon=settings.access_ttl + settings.leeway,
+        sync_interval=settings.revocation_sync_interval,
+    )
+    return Fleet(link, revocations)

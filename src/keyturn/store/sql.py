@@ -9,21 +9,25 @@ a failure leaves no half-state.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from joserfc.jwk import OctKey
-from sqlalchemy import and_, delete, event, exists, insert, select, text, update
+import anyio
+from joserfc.jwk import Key, OctKey
+from sqlalchemy import and_, delete, event, exists, insert, or_, select, text, update
+from sqlalchemy.dialects import postgresql as pg_dialect
+from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from keyturn.crypto.keys import KeyState, SigningKey, load_private_jwk, seal_private_jwk
-from keyturn.domain.models import Rotation, Session, SpentToken, StoredUser, User
-from keyturn.errors import EmailTaken, ServiceUnavailable
+from keyturn.crypto.keys import KeyChange, KeyState, SigningKey, is_sealed, load_private_jwk, seal_private_jwk
+from keyturn.domain.models import PurgeCutoffs, Rotation, Session, SpentToken, StoredUser, User
+from keyturn.errors import EmailTaken, ServiceUnavailable, ValidationFailed
 from keyturn.store.tables import refresh_tokens, revocations, sessions, signing_keys, users
 
 __all__ = [
@@ -37,6 +41,8 @@ __all__ = [
 ]
 
 _UNAVAILABLE = (OperationalError, InterfaceError, PoolTimeout, OSError, TimeoutError)
+
+log = logging.getLogger("keyturn.store")
 
 
 def sqlite_path(url: str) -> Path | None:
@@ -70,6 +76,12 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _is_data_exception(exc: DBAPIError) -> bool:
+    """True for PostgreSQL's "data exception" errors (SQLSTATE class 22)."""
+    sqlstate = getattr(exc.orig, "sqlstate", None)
+    return isinstance(sqlstate, str) and sqlstate.startswith("22")
+
+
 class Database:
     """The engine, with transactions that translate driver failures."""
 
@@ -89,6 +101,12 @@ class Database:
         except DBAPIError as exc:
             if exc.connection_invalidated:
                 raise ServiceUnavailable() from exc
+            if _is_data_exception(exc):
+                # SQLSTATE class 22: a value the column cannot hold (a NUL character in
+                # text, a string over its width) that validation let through: the
+                # request's fault, answered 422 rather than 500.
+                log.warning("database refused a value (SQLSTATE %s)", getattr(exc.orig, "sqlstate", "?"))
+                raise ValidationFailed(fields={"body": "contains a value that cannot be stored"}) from exc
             raise
 
     async def ping(self) -> None:
@@ -180,6 +198,10 @@ class SqlUserStore:
             return [_user(row) for row in await conn.execute(query)]
 
 
+class _RotationLost(Exception):
+    """Rolls a rotation back when its session died after the token was spent."""
+
+
 class SqlSessionStore:
     def __init__(self, db: Database) -> None:
         self._db = db
@@ -231,30 +253,35 @@ class SqlSessionStore:
 
     async def rotate(self, rotation: Rotation) -> bool:
         r = rotation
-        session_id, token_hash, now = r.session_id, r.token_hash, r.at
-        live_session = exists().where(and_(sessions.c.id == session_id, sessions.c.revoked_at.is_(None)))
+        live_session = exists().where(and_(sessions.c.id == r.session_id, sessions.c.revoked_at.is_(None)))
         spend = (
             update(refresh_tokens)
-            .where(refresh_tokens.c.token_hash == token_hash, refresh_tokens.c.spent_at.is_(None), live_session)
-            .values(spent_at=now, sealed_successor=r.sealed_successor)
+            .where(refresh_tokens.c.token_hash == r.token_hash, refresh_tokens.c.spent_at.is_(None), live_session)
+            .values(spent_at=r.at, sealed_successor=r.sealed_successor)
         )
-        async with self._db.transaction() as conn:
-            # The conditional UPDATE is the whole race story: of any number of
-            # concurrent spenders, on any number of processes, exactly one matches.
-            if (await conn.execute(spend)).rowcount != 1:
-                return False
-            await conn.execute(
-                insert(refresh_tokens).values(
-                    token_hash=r.successor_hash,
-                    session_id=session_id,
-                    created_at=now,
+        # Re-checked under the session row's lock: a revocation or purge that committed
+        # after ``spend`` read its snapshot (PostgreSQL READ COMMITTED) makes this match
+        # nothing, and the whole rotation rolls back.
+        touch = (
+            update(sessions)
+            .where(sessions.c.id == r.session_id, sessions.c.revoked_at.is_(None), sessions.c.expires_at > r.at)
+            .values(last_used_at=r.at, ip=r.client.ip, user_agent=r.client.user_agent)
+        )
+        try:
+            async with self._db.transaction() as conn:
+                # The conditional UPDATE is the whole race story: of any number of
+                # concurrent spenders, on any number of processes, exactly one matches
+                # (PostgreSQL re-checks ``spent_at IS NULL`` after the winner commits;
+                # SQLite serialises writers on its database lock).
+                if (await conn.execute(spend)).rowcount != 1:
+                    return False
+                if (await conn.execute(touch)).rowcount != 1:
+                    raise _RotationLost()
+                await conn.execute(
+                    insert(refresh_tokens).values(token_hash=r.successor_hash, session_id=r.session_id, created_at=r.at)
                 )
-            )
-            await conn.execute(
-                update(sessions)
-                .where(sessions.c.id == session_id)
-                .values(last_used_at=now, ip=r.client.ip, user_agent=r.client.user_agent)
-            )
+        except _RotationLost:
+            return False
         return True
 
     async def get(self, session_id: str) -> Session | None:
@@ -263,18 +290,15 @@ class SqlSessionStore:
         return _session(row) if row else None
 
     async def revoke(self, session_ids: Sequence[str], now: float) -> list[str]:
-        ids = list(session_ids)
+        # One statement, so two concurrent revocations never both claim the same session.
+        revoke = (
+            update(sessions)
+            .where(sessions.c.id.in_(list(session_ids)), sessions.c.revoked_at.is_(None))
+            .values(revoked_at=now)
+            .returning(sessions.c.id)
+        )
         async with self._db.transaction() as conn:
-            active = [
-                r.id
-                for r in await conn.execute(
-                    select(sessions.c.id).where(sessions.c.id.in_(ids), sessions.c.revoked_at.is_(None))
-                )
-            ]
-            await conn.execute(
-                update(sessions).where(sessions.c.id.in_(ids), sessions.c.revoked_at.is_(None)).values(revoked_at=now)
-            )
-        return active
+            return [row.id for row in await conn.execute(revoke)]
 
     async def active_for_user(self, user_id: str, now: float) -> list[Session]:
         query = (
@@ -285,14 +309,21 @@ class SqlSessionStore:
         async with self._db.transaction() as conn:
             return [_session(row) for row in await conn.execute(query)]
 
-    async def purge(self, now: float, grace: float) -> int:
+    async def purge(self, cutoffs: PurgeCutoffs) -> int:
+        c = cutoffs
+        dead = or_(
+            sessions.c.expires_at <= c.now,
+            and_(sessions.c.revoked_at.is_not(None), sessions.c.revoked_at <= c.revoked_before),
+        )
+        if c.idle_before is not None:
+            dead = or_(dead, sessions.c.last_used_at <= c.idle_before)
         async with self._db.transaction() as conn:
-            expired = select(sessions.c.id).where(sessions.c.expires_at <= now)
-            tokens = await conn.execute(delete(refresh_tokens).where(refresh_tokens.c.session_id.in_(expired)))
-            gone = await conn.execute(delete(sessions).where(sessions.c.expires_at <= now))
+            dead_ids = select(sessions.c.id).where(dead)
+            tokens = await conn.execute(delete(refresh_tokens).where(refresh_tokens.c.session_id.in_(dead_ids)))
+            gone = await conn.execute(delete(sessions).where(dead))
             await conn.execute(
                 update(refresh_tokens)
-                .where(refresh_tokens.c.spent_at <= now - grace, refresh_tokens.c.sealed_successor.is_not(None))
+                .where(refresh_tokens.c.spent_at < c.spent_before, refresh_tokens.c.sealed_successor.is_not(None))
                 .values(sealed_successor=None)
             )
         return int(tokens.rowcount or 0) + int(gone.rowcount or 0)
@@ -323,20 +354,18 @@ class SqlRevocationStore:
         self._revoked[session_id] = until
 
     async def revoke(self, session_ids: Sequence[str], until: float) -> None:
+        rows = [{"session_id": sid, "expires_at": until} for sid in dict.fromkeys(session_ids)]
+        if not rows:
+            return
+        # An upsert, not read-then-insert: concurrent revocations of one session (racing
+        # replays, logout beside logout-all) must not collide on the primary key.
+        dialect = pg_dialect if self._db.engine.dialect.name == "postgresql" else sqlite_dialect
+        stmt = dialect.insert(revocations).values(rows)
+        upsert = stmt.on_conflict_do_update(
+            index_elements=[revocations.c.session_id], set_={"expires_at": stmt.excluded.expires_at}
+        )
         async with self._db.transaction() as conn:
-            existing = {
-                r.session_id
-                for r in await conn.execute(
-                    select(revocations.c.session_id).where(revocations.c.session_id.in_(list(session_ids)))
-                )
-            }
-            if existing:
-                await conn.execute(
-                    update(revocations).where(revocations.c.session_id.in_(existing)).values(expires_at=until)
-                )
-            fresh = [{"session_id": s, "expires_at": until} for s in session_ids if s not in existing]
-            if fresh:
-                await conn.execute(insert(revocations), fresh)
+            await conn.execute(upsert)
         for sid in session_ids:
             self._remember(sid, until)
 
@@ -360,20 +389,33 @@ class SqlRevocationStore:
 
 
 class SqlKeyStore:
-    """Signing keys in the database, where every instance reads them; sealed when a KEK is set."""
+    """Signing keys in the database, where every instance reads them; sealed when a KEK is set.
+
+    Parsed keys are cached by ``kid`` and stored text: importing an RSA private key
+    costs tens of milliseconds, and the ring is reloaded every few seconds.
+    """
 
     def __init__(self, db: Database, kek: OctKey | None = None) -> None:
         self._db = db
         self._kek = kek
+        self._parsed: dict[str, tuple[str, Key]] = {}
 
     async def load(self) -> list[SigningKey]:
         async with self._db.transaction() as conn:
             rows = list(await conn.execute(select(signing_keys).order_by(signing_keys.c.created_at)))
+        parsed: dict[str, tuple[str, Key]] = {}
+        for r in rows:
+            cached = self._parsed.get(r.kid)
+            if cached is None or cached[0] != r.private_jwk:
+                key = await anyio.to_thread.run_sync(load_private_jwk, r.private_jwk, self._kek)
+                cached = (r.private_jwk, key)
+            parsed[r.kid] = cached
+        self._parsed = parsed
         return [
             SigningKey(
                 kid=r.kid,
                 alg=r.alg,
-                key=load_private_jwk(r.private_jwk, self._kek),
+                key=parsed[r.kid][1],
                 state=_state(r.state),
                 created_at=r.created_at,
                 drop_after=r.drop_after,
@@ -381,28 +423,81 @@ class SqlKeyStore:
             for r in rows
         ]
 
-    async def add(self, key: SigningKey) -> None:
+    async def apply(self, change: KeyChange) -> bool:
+        sealed = [(k, seal_private_jwk(k.private_jwk_json(), self._kek)) for k in change.add]
+        try:
+            async with self._db.transaction() as conn:
+                if not await _claim_ring(conn, change.expect_current):
+                    raise _RingMoved
+                if change.delete:
+                    await conn.execute(delete(signing_keys).where(signing_keys.c.kid.in_(list(change.delete))))
+                if change.purge_before is not None:
+                    await conn.execute(
+                        delete(signing_keys).where(
+                            signing_keys.c.state == "retired", signing_keys.c.drop_after <= change.purge_before
+                        )
+                    )
+                for k in change.update:
+                    await conn.execute(
+                        update(signing_keys)
+                        .where(signing_keys.c.kid == k.kid)
+                        .values(state=k.state, drop_after=k.drop_after, created_at=k.created_at)
+                    )
+                for k, stored in sealed:
+                    await conn.execute(
+                        insert(signing_keys).values(
+                            kid=k.kid,
+                            alg=k.alg,
+                            private_jwk=stored,
+                            state=k.state,
+                            created_at=k.created_at,
+                            drop_after=k.drop_after,
+                        )
+                    )
+        except _RingMoved:
+            return False
+        return True
+
+    async def reseal(self) -> int:
+        if self._kek is None:
+            return 0
         async with self._db.transaction() as conn:
-            await conn.execute(
-                insert(signing_keys).values(
-                    kid=key.kid,
-                    alg=key.alg,
-                    private_jwk=seal_private_jwk(key.private_jwk_json(), self._kek),
-                    state=key.state,
-                    created_at=key.created_at,
-                    drop_after=key.drop_after,
+            rows = list(await conn.execute(select(signing_keys.c.kid, signing_keys.c.private_jwk)))
+            plain = [r for r in rows if not is_sealed(r.private_jwk)]
+            for r in plain:
+                await conn.execute(
+                    update(signing_keys)
+                    .where(signing_keys.c.kid == r.kid, signing_keys.c.private_jwk == r.private_jwk)
+                    .values(private_jwk=seal_private_jwk(r.private_jwk, self._kek))
                 )
-            )
+        return len(plain)
 
-    async def update_state(self, kid: str, state: str, drop_after: float | None) -> None:
-        async with self._db.transaction() as conn:
-            await conn.execute(
-                update(signing_keys).where(signing_keys.c.kid == kid).values(state=state, drop_after=drop_after)
-            )
 
-    async def delete(self, kids: Sequence[str]) -> None:
-        async with self._db.transaction() as conn:
-            await conn.execute(delete(signing_keys).where(signing_keys.c.kid.in_(list(kids))))
+class _RingMoved(Exception):
+    """Another instance changed the ring first: roll back this change."""
+
+
+#: Serialises key-ring changes across PostgreSQL instances (an arbitrary, fixed lock id).
+_KEY_RING_LOCK = 0x6B6579726E67
+
+
+async def _claim_ring(conn: AsyncConnection, expect_current: str | None) -> bool:
+    """Lock the ring for this transaction and check it is as the change expects.
+
+    The first statement writes, so SQLite takes its write lock before reading
+    (a read-then-write transaction could lose the lock race); PostgreSQL takes an
+    advisory lock, which also covers the empty ring a row lock could not.
+    """
+    if conn.dialect.name == "postgresql":
+        await conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _KEY_RING_LOCK})
+    current = signing_keys.c.state == "current"
+    if expect_current is None:
+        touched = await conn.execute(update(signing_keys).where(current).values(state="current"))
+        return not touched.rowcount
+    touched = await conn.execute(
+        update(signing_keys).where(current, signing_keys.c.kid == expect_current).values(state="current")
+    )
+    return touched.rowcount == 1
 
 
 def _state(value: str) -> KeyState:

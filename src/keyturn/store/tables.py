@@ -6,7 +6,7 @@ and PostgreSQL, compared with plain arithmetic against the injected clock.
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Boolean, Integer, Column, Float, ForeignKey, Index, MetaData, String, Table, Text
+from sqlalchemy import BigInteger, Boolean, Column, Float, ForeignKey, Index, Integer, MetaData, String, Table, Text
 
 __all__ = [
     "api_keys",

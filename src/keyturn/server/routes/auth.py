@@ -6,9 +6,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, Request, Response
 
+from keyturn.domain.audit import AuditEvent
 from keyturn.domain.models import ClientInfo, TokenPair
-from keyturn.errors import NotFound, TokenInvalid, Unauthorized
-from keyturn.server.dependencies import CurrentCaller, ServicesDep, client_info
+from keyturn.errors import NotFound, TokenInvalid, TokenReused, Unauthorized
+from keyturn.server import abuse
+from keyturn.server.dependencies import CurrentCaller, ServicesDep, SessionCaller, client_info
 from keyturn.server.schemas import (
     AccessTokenData,
     LoginRequest,
@@ -50,20 +52,39 @@ def _answer(services: Services, response: Response, pair: TokenPair) -> TokenAns
     return Ok(data=TokenData(**access.model_dump(), refresh_token=pair.refresh_token))
 
 
-@router.post("/register", status_code=201, response_model=Ok[UserData], summary="Create an account")
-async def register(body: RegisterRequest, services: ServicesDep) -> Ok[UserData]:
+@router.post(
+    "/register",
+    status_code=201,
+    response_model=Ok[UserData],
+    summary="Create an account",
+    dependencies=[abuse.REGISTER_LIMIT],
+)
+async def register(body: RegisterRequest, services: ServicesDep, client: Client) -> Ok[UserData]:
     user = await services.accounts.register(body.email, body.password, body.name)
+    await services.audit.record(
+        AuditEvent.REGISTERED, client=client, actor_id=user.id, user_id=user.id, email=user.email
+    )
     return Ok(data=UserData(user=UserOut.of(user)))
 
 
 @router.post("/login", response_model=TokenAnswer, summary="Log in")
 async def login(body: LoginRequest, services: ServicesDep, client: Client, response: Response) -> TokenAnswer:
-    user = await services.accounts.authenticate(body.email, body.password)
+    user = await abuse.authenticate(services, body.email, body.password, client)
     pair = await services.sessions.start(user, client, body.session)
+    await services.audit.record(
+        AuditEvent.LOGIN_SUCCEEDED,
+        client=client,
+        actor_id=user.id,
+        user_id=user.id,
+        email=user.email,
+        detail={"session_id": pair.session.id, "mode": pair.session.mode},
+    )
     return _answer(services, response, pair)
 
 
-@router.post("/refresh", response_model=TokenAnswer, summary="Rotate a refresh token")
+@router.post(
+    "/refresh", response_model=TokenAnswer, summary="Rotate a refresh token", dependencies=[abuse.REFRESH_LIMIT]
+)
 async def refresh(
     request: Request,
     services: ServicesDep,
@@ -77,16 +98,28 @@ async def refresh(
         if token is None:
             raise Unauthorized("A refresh token is required.")
         services.cookies.check_csrf(request)
-    pair = await services.sessions.refresh(token, client, services.load_active_user)
+    try:
+        pair = await services.sessions.refresh(token, client, services.load_active_user)
+    except TokenReused:
+        await abuse.audit_reuse(services, token, client)
+        raise
+    await services.audit.record(
+        AuditEvent.TOKEN_REFRESHED,
+        client=client,
+        actor_id=pair.user.id,
+        user_id=pair.user.id,
+        detail={"session_id": pair.session.id},
+    )
     return _answer(services, response, pair)
 
 
 @router.post("/logout", response_model=Ok[RevokedData], summary="Revoke this session")
 async def logout(
     request: Request,
-    caller: CurrentCaller,
+    caller: SessionCaller,
     services: ServicesDep,
     response: Response,
+    client: Client,
     body: Annotated[LogoutRequest | None, Body()] = None,
 ) -> Ok[RevokedData]:
     targets = {caller.session_id} if caller.session_id else set()
@@ -101,15 +134,27 @@ async def logout(
             raise TokenInvalid("The refresh token is invalid.")
         targets.add(session.id)
     revoked = await services.sessions.revoke(sorted(t for t in targets if t))
+    await services.audit.record(
+        AuditEvent.LOGGED_OUT, client=client, actor_id=caller.user.id, user_id=caller.user.id, detail={"sessions": revoked}
+    )
     return Ok(data=RevokedData(revoked=len(revoked)))
 
 
 @router.post("/logout-all", response_model=Ok[RevokedData], summary="Revoke every session")
-async def logout_all(caller: CurrentCaller, services: ServicesDep, response: Response) -> Ok[RevokedData]:
+async def logout_all(
+    caller: SessionCaller, services: ServicesDep, response: Response, client: Client
+) -> Ok[RevokedData]:
     revoked = await services.sessions.revoke_all(caller.user.id)
     if caller.session_id:
         await services.sessions.revoke([caller.session_id])
     services.cookies.clear(response)
+    await services.audit.record(
+        AuditEvent.LOGGED_OUT_ALL,
+        client=client,
+        actor_id=caller.user.id,
+        user_id=caller.user.id,
+        detail={"revoked": len(revoked)},
+    )
     return Ok(data=RevokedData(revoked=len(revoked)))
 
 
@@ -119,23 +164,39 @@ async def me(caller: CurrentCaller) -> Ok[UserData]:
 
 
 @router.get("/sessions", response_model=Ok[SessionsData], summary="The caller's active sessions")
-async def list_sessions(caller: CurrentCaller, services: ServicesDep) -> Ok[SessionsData]:
+async def list_sessions(caller: SessionCaller, services: ServicesDep) -> Ok[SessionsData]:
     sessions = await services.sessions.active(caller.user.id)
     return Ok(data=SessionsData(sessions=[SessionOut.of(s, caller.session_id) for s in sessions]))
 
 
 @router.delete("/sessions/{session_id}", response_model=Ok[RevokedData], summary="Revoke one of your sessions")
-async def revoke_session(session_id: str, caller: CurrentCaller, services: ServicesDep) -> Ok[RevokedData]:
+async def revoke_session(
+    session_id: str, caller: SessionCaller, services: ServicesDep, client: Client
+) -> Ok[RevokedData]:
     if len(session_id) > 64:
         raise NotFound("No such session.")
     await services.sessions.revoke_own(caller.user.id, session_id)
+    await services.audit.record(
+        AuditEvent.SESSION_REVOKED,
+        client=client,
+        actor_id=caller.user.id,
+        user_id=caller.user.id,
+        detail={"session_id": session_id},
+    )
     return Ok(data=RevokedData(revoked=1))
 
 
 @router.post("/password", response_model=Ok[PasswordChangedData], summary="Change your password")
 async def change_password(
-    body: PasswordChangeRequest, caller: CurrentCaller, services: ServicesDep
+    body: PasswordChangeRequest, caller: SessionCaller, services: ServicesDep, client: Client
 ) -> Ok[PasswordChangedData]:
-    user = await services.accounts.change_password(caller.user.id, body.current_password, body.new_password)
+    user = await abuse.change_password(services, caller.user, body.current_password, body.new_password, client)
     revoked = await services.sessions.revoke_all(user.id, keep=caller.session_id)
+    await services.audit.record(
+        AuditEvent.PASSWORD_CHANGED,
+        client=client,
+        actor_id=user.id,
+        user_id=user.id,
+        detail={"revoked_sessions": len(revoked)},
+    )
     return Ok(data=PasswordChangedData(user=UserOut.of(user), revoked_sessions=len(revoked)))

@@ -1,0 +1,1 @@
+"""Runnable examples: resource servers protected by keyturn's guard (see README, "Protecting your API")."""

@@ -1,0 +1,1 @@
+"""The admin API: paging, reading and changing accounts."""

@@ -1,0 +1,1 @@
+"""API keys: create, list, use by header and by exchange, scope limits, revoke."""

@@ -1,0 +1,91 @@
+"""Private keys at rest: sealed with ``KEYTURN_KEY_ENCRYPTION_KEY``, and a missing or wrong KEK refuses to start."""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from keyturn.errors import ConfigurationError
+from tests.conftest import ClientFactory, SettingsFactory, app_of, bearer, login, register
+
+pytestmark = pytest.mark.anyio
+
+
+def new_kek() -> str:
+    return base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
+
+
+async def stored_rows(client: httpx.AsyncClient) -> list[tuple[str, str]]:
+    """(kid, private_jwk) of every row of the signing_keys table, read with SQL."""
+    from keyturn.store.tables import signing_keys  # noqa: PLC0415 - only these tests look at the table
+
+    async with app_of(client).state.services.db.transaction() as conn:
+        return [(r.kid, r.private_jwk) for r in await conn.execute(select(signing_keys))]
+
+
+async def test_private_keys_are_sealed_in_the_database(
+    make_client: ClientFactory, make_settings: SettingsFactory
+) -> None:
+    """With a KEK every row is a JWE (dir/A256GCM), not JSON, and holds no private number in clear."""
+    async with make_client(make_settings(key_encryption_key=new_kek())) as client:
+        await register(client)
+        token = (await login(client))["access_token"]
+        assert (await client.get("/auth/me", headers=bearer(token))).status_code == 200
+        rows = await stored_rows(client)
+        private_numbers = [json.loads(k.private_jwk_json())["d"] for k in app_of(client).state.services.keys.ring]
+    assert len(rows) == 2
+    for _, stored in rows:
+        assert not stored.lstrip().startswith("{")
+        with pytest.raises(ValueError):  # noqa: PT011 - json.JSONDecodeError
+            json.loads(stored)
+        header = json.loads(base64.urlsafe_b64decode(stored.split(".")[0] + "=="))
+        assert header == {"alg": "dir", "enc": "A256GCM", "cty": "jwk+json"}
+        assert all(d not in stored for d in private_numbers)
+
+
+async def test_without_a_kek_rows_are_plain_and_sealed_once_one_is_set(
+    make_client: ClientFactory, make_settings: SettingsFactory
+) -> None:
+    """Setting a KEK later seals the keys already stored, on the next start; tokens issued before keep working."""
+    async with make_client(make_settings()) as client:
+        await register(client)
+        token = (await login(client))["access_token"]
+        assert all(stored.startswith("{") for _, stored in await stored_rows(client))
+    async with make_client(make_settings(key_encryption_key=new_kek())) as client:
+        assert all(not stored.startswith("{") for _, stored in await stored_rows(client))
+        assert (await client.get("/auth/me", headers=bearer(token))).status_code == 200
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], ids=["sqlite"])
+@pytest.mark.parametrize(
+    ("kek", "message"),
+    [(None, "KEYTURN_KEY_ENCRYPTION_KEY is required"), ("wrong", "does not decrypt")],
+    ids=["missing-kek", "wrong-kek"],
+)
+async def test_a_missing_or_wrong_kek_refuses_to_start(
+    make_client: ClientFactory, make_settings: SettingsFactory, kek: str | None, message: str
+) -> None:
+    """Sealed keys and no KEK, or another KEK: start-up fails with a ConfigurationError that says which."""
+    async with make_client(make_settings(key_encryption_key=new_kek())):
+        pass
+    settings = make_settings(key_encryption_key=None if kek is None else new_kek())
+    with pytest.raises(ConfigurationError, match=message):
+        async with make_client(settings):
+            pass
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], ids=["sqlite"])
+@pytest.mark.parametrize(
+    "value",
+    [base64.urlsafe_b64encode(b"k" * 31).decode(), "%%%%", ""],
+    ids=["31-bytes", "not-base64", "empty"],
+)
+def test_a_malformed_kek_is_refused_at_load(make_settings: SettingsFactory, value: str) -> None:
+    """KEYTURN_KEY_ENCRYPTION_KEY must be 32 bytes of base64url, checked before anything starts."""
+    with pytest.raises(ConfigurationError, match="KEYTURN_KEY_ENCRYPTION_KEY"):
+        make_settings(key_encryption_key=value)

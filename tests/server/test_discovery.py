@@ -1,0 +1,73 @@
+"""Discovery, health and the API description: what standard clients and operators rely on."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from tests.conftest import ClientFactory, SettingsFactory
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_jwks_publishes_public_keys_only(client: httpx.AsyncClient) -> None:
+    """Each JWK carries kid, alg and use=sig, no private member, and a cache lifetime."""
+    response = await client.get("/.well-known/jwks.json")
+    assert response.status_code == 200
+    assert response.headers["cache-control"] == "public, max-age=300"
+    keys = response.json()["keys"]
+    assert keys
+    for key in keys:
+        assert (key["alg"], key["use"], key["kty"], key["crv"]) == ("ES256", "sig", "EC", "P-256")
+        assert key["kid"]
+        assert "d" not in key
+
+
+async def test_openid_configuration(client: httpx.AsyncClient) -> None:
+    """The discovery document points standard clients at the issuer and the JWKS."""
+    doc = (await client.get("/.well-known/openid-configuration")).json()
+    assert doc["issuer"] == "http://keyturn.test"
+    assert doc["jwks_uri"] == "http://keyturn.test/.well-known/jwks.json"
+    assert doc["id_token_signing_alg_values_supported"] == ["ES256"]
+
+
+async def test_keys_survive_restarts(make_client: ClientFactory, make_settings: SettingsFactory) -> None:
+    """Keys are created on first start and reused afterwards: restarts log nobody out."""
+    settings = make_settings()
+    async with make_client(settings) as client:
+        first = (await client.get("/.well-known/jwks.json")).json()
+    async with make_client(settings) as client:
+        second = (await client.get("/.well-known/jwks.json")).json()
+    assert first == second
+
+
+async def test_health_and_readiness(client: httpx.AsyncClient) -> None:
+    """Liveness answers without I/O; readiness checks the database."""
+    assert (await client.get("/healthz")).json() == {"success": True, "data": {"status": "ok", "checks": {}}}
+    ready = await client.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json()["data"]["checks"]["database"] == "ok"
+
+
+async def test_openapi_describes_every_endpoint(client: httpx.AsyncClient) -> None:
+    """/openapi.json lists the contract's endpoints and /docs serves the viewer."""
+    spec = (await client.get("/openapi.json")).json()
+    for path in (
+        "/auth/register",
+        "/auth/login",
+        "/auth/refresh",
+        "/auth/logout",
+        "/auth/logout-all",
+        "/auth/me",
+        "/auth/sessions",
+        "/auth/sessions/{session_id}",
+        "/auth/password",
+        "/.well-known/jwks.json",
+        "/.well-known/openid-configuration",
+        "/healthz",
+        "/readyz",
+    ):
+        assert path in spec["paths"], path
+    docs = await client.get("/docs")
+    assert docs.status_code == 200
+    assert "swagger" in docs.text.lower()

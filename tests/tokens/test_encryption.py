@@ -1,0 +1,204 @@
+"""Signed-and-encrypted access tokens (``KEYTURN_TOKEN_ENCRYPTION=dir``): nested JWTs, end to end.
+
+With the mode on, an access token is a JWS inside a JWE (``dir`` + ``A256GCM``): five
+segments, nothing readable without ``KEYTURN_ENCRYPTION_KEY``. The server and a guard
+holding the key decrypt, then verify; anyone else gets ``TOKEN_INVALID``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import Depends, FastAPI
+from joserfc import jwe
+
+from keyturn.clock import FrozenClock
+from keyturn.crypto.access_tokens import VerifyOptions, issue_access_token, verify_access_token
+from keyturn.crypto.keys import symmetric_key_from_b64
+from keyturn.errors import ConfigurationError, TokenInvalid
+from keyturn.guard import Guard, Principal
+from keyturn.guard.fastapi import install as install_fastapi
+from keyturn.settings import Settings
+from tests.conftest import ClientFactory, SettingsFactory, app_of, assert_error, bearer, login, register
+
+pytestmark = pytest.mark.anyio
+
+ISSUER = "http://keyturn.test"
+AUDIENCE = "keyturn-tests"
+
+
+def new_key() -> str:
+    """A fresh 32-byte key, base64url without padding, as an operator would generate it."""
+    return base64.urlsafe_b64encode(secrets.token_bytes(32)).rstrip(b"=").decode()
+
+
+def _unb64(segment: str) -> bytes:
+    return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+
+
+def encrypted(make_settings: SettingsFactory, key: str, **overrides: Any) -> Settings:
+    return make_settings(token_encryption="dir", encryption_key=key, **overrides)
+
+
+@asynccontextmanager
+async def guarded_api(keyturn: FastAPI, clock: FrozenClock, **guard_options: Any) -> AsyncIterator[httpx.AsyncClient]:
+    """A FastAPI resource server whose guard reads discovery and the JWKS from the real keyturn app."""
+    keyturn_http = httpx.AsyncClient(transport=httpx.ASGITransport(app=keyturn), base_url=ISSUER)
+    guard = Guard(
+        issuer=ISSUER,
+        audience=AUDIENCE,
+        allow_http=True,
+        api_key_exchange=False,
+        clock=clock,
+        async_http_client=keyturn_http,
+        **guard_options,
+    )
+    api = install_fastapi(FastAPI())
+
+    @api.get("/orders")
+    async def orders(principal: Principal = Depends(guard.require())) -> dict[str, str]:  # noqa: B008
+        return {"sub": principal.sub}
+
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=api), base_url="http://api.test") as client:
+        yield client
+    await guard.aclose()
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], ids=["sqlite"])
+async def test_encrypted_tokens_end_to_end(
+    make_client: ClientFactory, make_settings: SettingsFactory, clock: FrozenClock
+) -> None:
+    """Login gives a 5-part nested token whose claims are unreadable; /auth/me and refresh work with it."""
+    key = new_key()
+    async with make_client(encrypted(make_settings, key)) as client:
+        user = await register(client)
+        tokens = await login(client)
+        token = tokens["access_token"]
+        parts = token.split(".")
+        assert len(parts) == 5
+        assert parts[1] == ""  # dir: no encrypted key
+        assert json.loads(_unb64(parts[0])) == {"alg": "dir", "enc": "A256GCM", "cty": "JWT"}
+        for segment in parts[1:]:
+            raw = _unb64(segment)
+            assert b"alice@example.com" not in raw
+            assert user["id"].encode() not in raw
+            with pytest.raises(ValueError):  # noqa: PT011 - json.JSONDecodeError or UnicodeDecodeError
+                json.loads(raw)
+
+        me = await client.get("/auth/me", headers=bearer(token))
+        assert me.status_code == 200, me.text
+        assert me.json()["data"]["user"]["id"] == user["id"]
+
+        refreshed = await client.post("/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
+        assert refreshed.status_code == 200
+        assert refreshed.json()["data"]["access_token"].count(".") == 4
+
+        # With the key, the inside is an ordinary keyturn JWS signed by a published key.
+        inner = jwe.decrypt_compact(token, symmetric_key_from_b64(key, purpose="test")).plaintext or b""
+        inner_header = json.loads(_unb64(inner.decode().split(".")[0]))
+        jwks = (await client.get("/.well-known/jwks.json")).json()
+        assert inner_header["typ"] == "at+jwt"
+        assert inner_header["kid"] in {k["kid"] for k in jwks["keys"]}
+        assert json.loads(_unb64(inner.decode().split(".")[1]))["sub"] == user["id"]
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], ids=["sqlite"])
+async def test_verifiers_without_the_key_refuse(
+    make_client: ClientFactory, make_settings: SettingsFactory, clock: FrozenClock
+) -> None:
+    """A server of the same database without the key, or with another key, answers TOKEN_INVALID."""
+    key = new_key()
+    async with make_client(encrypted(make_settings, key)) as client:
+        await register(client)
+        token = (await login(client))["access_token"]
+        ring = app_of(client).state.services.keys.ring
+    async with make_client(make_settings()) as plain:
+        assert_error(await plain.get("/auth/me", headers=bearer(token)), 401, "TOKEN_INVALID")
+    async with make_client(encrypted(make_settings, new_key())) as other:
+        assert_error(await other.get("/auth/me", headers=bearer(token)), 401, "TOKEN_INVALID")
+    async with make_client(encrypted(make_settings, key)) as same:
+        assert (await same.get("/auth/me", headers=bearer(token))).status_code == 200
+
+    options = VerifyOptions(issuer=ISSUER, audience=AUDIENCE)
+    with pytest.raises(TokenInvalid):
+        verify_access_token(token, ring, options, now=clock.now())
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], ids=["sqlite"])
+async def test_encrypted_mode_refuses_plain_and_tampered_tokens(
+    make_client: ClientFactory, make_settings: SettingsFactory, clock: FrozenClock
+) -> None:
+    """In encrypted mode a plain JWS signed with the server's own key, or a bent ciphertext, is TOKEN_INVALID."""
+    async with make_client(encrypted(make_settings, new_key())) as client:
+        user = await register(client)
+        token = (await login(client))["access_token"]
+        signing = app_of(client).state.services.keys.ring.signing_key
+        plain = issue_access_token(
+            signing, issuer=ISSUER, audience=AUDIENCE, subject=user["id"], ttl=900, now=clock.now()
+        ).token
+        assert_error(await client.get("/auth/me", headers=bearer(plain)), 401, "TOKEN_INVALID")
+        head, empty, iv, ciphertext, tag = token.split(".")
+        flipped = ciphertext[:-2] + ("A" if ciphertext[-2] != "A" else "B") + ciphertext[-1]
+        for bent in (
+            f"{head}.{empty}.{iv}.{flipped}.{tag}",
+            f"{head}.{empty}.{iv}.{ciphertext}.{tag[::-1]}",
+            f"{head}.AAAA.{iv}.{ciphertext}.{tag}",
+        ):
+            assert_error(await client.get("/auth/me", headers=bearer(bent)), 401, "TOKEN_INVALID")
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], ids=["sqlite"])
+async def test_guard_with_the_key_accepts_and_without_refuses(
+    make_client: ClientFactory, make_settings: SettingsFactory, clock: FrozenClock
+) -> None:
+    """A guard given decryption_key accepts the nested token; without it, or with another key, it refuses."""
+    key = new_key()
+    async with make_client(encrypted(make_settings, key)) as client:
+        user = await register(client)
+        token = (await login(client))["access_token"]
+        app = app_of(client)
+        async with guarded_api(app, clock, decryption_key=key) as api:
+            response = await api.get("/orders", headers=bearer(token))
+            assert response.status_code == 200, response.text
+            assert response.json() == {"sub": user["id"]}
+        for options in ({}, {"decryption_key": new_key()}):
+            async with guarded_api(app, clock, **options) as api:
+                assert_error(await api.get("/orders", headers=bearer(token)), 401, "TOKEN_INVALID")
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], ids=["sqlite"])
+async def test_a_compromise_rotation_reaches_another_instance_in_encrypted_mode(
+    make_client: ClientFactory, make_settings: SettingsFactory
+) -> None:
+    """The unknown-kid reload works inside the JWE: a second instance accepts a token of a key it never loaded."""
+    settings = encrypted(make_settings, new_key())
+    async with make_client(settings) as first, make_client(settings) as second:
+        await register(first)
+        await app_of(first).state.services.keys.rotate(compromised=True)
+        token = (await login(first))["access_token"]
+        new_kid = app_of(first).state.services.keys.ring.signing_key.kid
+        assert app_of(second).state.services.keys.ring.verification_key(new_kid) is None
+        assert (await second.get("/auth/me", headers=bearer(token))).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        (base64.urlsafe_b64encode(b"k" * 16).decode(), "32 bytes"),
+        (base64.urlsafe_b64encode(b"k" * 64).decode(), "32 bytes"),
+        ("not base64 at all!", "base64url"),
+    ],
+    ids=["16-bytes", "64-bytes", "not-base64"],
+)
+@pytest.mark.parametrize("backend", ["sqlite"], ids=["sqlite"])
+def test_a_bad_encryption_key_refuses_to_start(make_settings: SettingsFactory, value: str, reason: str) -> None:
+    """KEYTURN_ENCRYPTION_KEY must be 32 bytes of base64url; anything else is a ConfigurationError at load."""
+    with pytest.raises(ConfigurationError, match=reason):
+        make_settings(token_encryption="dir", encryption_key=value)

@@ -1,0 +1,158 @@
+"""The one verifier's rules in isolation: leeway on each time claim, the unknown-kid signal, hostile input.
+
+The attack corpus (tests/security) shows every bad token is refused; these tests pin
+the other side — what is accepted at the edges — and that nothing but
+:class:`TokenInvalid` / :class:`TokenExpired` ever leaves the verifier.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from keyturn.crypto.access_tokens import (
+    MAX_TOKEN_BYTES,
+    UnknownKeyId,
+    VerifyOptions,
+    issue_access_token,
+    read_header,
+    verify_access_token,
+)
+from keyturn.crypto.keys import KeyRing, SigningKey, generate_signing_key
+from keyturn.errors import TokenExpired, TokenInvalid
+from tests.security.attacks import raw_sign
+
+NOW = 1_800_000_000.0
+OPTIONS = VerifyOptions(issuer="https://issuer.test", audience="api", leeway=5)
+KEY = generate_signing_key("ES256", now=NOW)
+RING = KeyRing([KEY])
+
+
+def token(key: SigningKey = KEY, **claims: Any) -> str:
+    """A token signed by ``key`` with the usual claims, any of them overridden."""
+    body: dict[str, Any] = {
+        "iss": OPTIONS.issuer,
+        "sub": "user-1",
+        "aud": OPTIONS.audience,
+        "exp": int(NOW) + 900,
+        "iat": int(NOW),
+        "jti": "j1",
+    }
+    body.update(claims)
+    return raw_sign(key.alg, key.key, {"alg": key.alg, "typ": "at+jwt", "kid": key.kid}, body)
+
+
+@pytest.mark.parametrize(
+    ("claims", "accepted"),
+    [
+        ({"exp": int(NOW) - 4}, True),
+        ({"exp": int(NOW) - 5}, False),
+        ({"iat": int(NOW) + 5}, True),
+        ({"iat": int(NOW) + 6}, False),
+        ({"nbf": int(NOW) + 5}, True),
+        ({"nbf": int(NOW) + 6}, False),
+        ({"aud": ["other", OPTIONS.audience]}, True),
+        ({"exp": float(NOW) + 0.5}, True),
+    ],
+    ids=[
+        "exp-within-leeway",
+        "exp-at-leeway",
+        "iat-within",
+        "iat-beyond",
+        "nbf-within",
+        "nbf-beyond",
+        "aud-list",
+        "float-exp",
+    ],
+)
+def test_time_and_audience_edges(claims: dict[str, Any], accepted: bool) -> None:
+    """Leeway applies symmetrically: exp up to 5 s past, iat/nbf up to 5 s ahead; aud may be a list naming us."""
+    signed = token(**claims)
+    if accepted:
+        assert verify_access_token(signed, RING, OPTIONS, now=NOW).subject == "user-1"
+    else:
+        with pytest.raises((TokenInvalid, TokenExpired)):
+            verify_access_token(signed, RING, OPTIONS, now=NOW)
+
+
+def test_expired_is_told_apart_from_invalid() -> None:
+    """An otherwise valid token past exp + leeway is TokenExpired, so clients know to refresh."""
+    with pytest.raises(TokenExpired):
+        verify_access_token(token(exp=int(NOW) - 60), RING, OPTIONS, now=NOW)
+
+
+def test_an_unknown_well_formed_kid_raises_the_reload_signal() -> None:
+    """A token of a key not in the ring raises UnknownKeyId (a TokenInvalid), naming the kid to look for."""
+    other = generate_signing_key("ES256", now=NOW)
+    with pytest.raises(UnknownKeyId) as caught:
+        verify_access_token(token(other), RING, OPTIONS, now=NOW)
+    assert caught.value.kid == other.kid
+    assert caught.value.code == "TOKEN_INVALID"
+    assert verify_access_token(token(other), KeyRing([KEY, other]), OPTIONS, now=NOW).kid == other.kid
+
+
+@pytest.mark.parametrize(
+    "kid", ["k" * 129, "../x", "a b", "", "é"], ids=["long", "slash", "space", "empty", "non-ascii"]
+)
+def test_a_malformed_kid_is_invalid_without_the_reload_signal(kid: str) -> None:
+    """Kids outside [A-Za-z0-9._-]{1,128} never trigger a key reload or a JWKS refetch."""
+    signed = raw_sign("ES256", KEY.key, {"alg": "ES256", "typ": "at+jwt", "kid": kid}, {"sub": "x"})
+    with pytest.raises(TokenInvalid) as caught:
+        verify_access_token(signed, RING, OPTIONS, now=NOW)
+    assert not isinstance(caught.value, UnknownKeyId)
+
+
+def test_size_cap_is_checked_before_parsing() -> None:
+    """A token over 8 KiB is refused by read_header too, before any base64 or JSON work."""
+    with pytest.raises(TokenInvalid):
+        read_header("a" * (MAX_TOKEN_BYTES + 1))
+    assert read_header(token())["kid"] == KEY.kid
+
+
+def test_a_retired_key_still_verifies_and_a_next_key_already_does() -> None:
+    """Verification is by kid over the whole ring: retired and pre-published keys verify too."""
+    retired = KEY.with_state("retired", drop_after=NOW + 900)
+    upcoming = generate_signing_key("ES256", now=NOW, state="next")
+    ring = KeyRing([retired, upcoming])
+    assert verify_access_token(token(retired), ring, OPTIONS, now=NOW).kid == KEY.kid
+    assert verify_access_token(token(upcoming), ring, OPTIONS, now=NOW).kid == upcoming.kid
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.one_of(
+        st.text(max_size=300),
+        st.lists(st.text(alphabet="ABCDEFGHIJabcdefghij0123456789-_=+/ ", max_size=60), min_size=1, max_size=6).map(
+            ".".join
+        ),
+    )
+)
+def test_hostile_strings_only_ever_raise_token_errors(value: str) -> None:
+    """Whatever the string, the verifier raises TokenInvalid (or TokenExpired) and nothing else."""
+    with pytest.raises((TokenInvalid, TokenExpired)):
+        verify_access_token(value, RING, OPTIONS, now=NOW)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.binary(max_size=200), st.binary(max_size=200))
+def test_hostile_segments_after_a_real_header_only_raise_token_errors(payload: bytes, signature: bytes) -> None:
+    """A genuine header followed by arbitrary payload and signature bytes is refused with a token error."""
+    head = token().split(".")[0]
+    value = ".".join([head, *(base64.urlsafe_b64encode(part).rstrip(b"=").decode() for part in (payload, signature))])
+    with pytest.raises((TokenInvalid, TokenExpired)):
+        verify_access_token(value, RING, OPTIONS, now=NOW)
+
+
+def test_issued_tokens_round_trip() -> None:
+    """issue_access_token output verifies with the ring it was signed from, claims intact."""
+    issued = issue_access_token(
+        KEY, issuer=OPTIONS.issuer, audience=OPTIONS.audience, subject="u", ttl=60, now=NOW, roles=["a"], scope="s t"
+    )
+    verified = verify_access_token(issued.token, RING, OPTIONS, now=NOW)
+    assert verified.roles == ("a",)
+    assert verified.scopes == frozenset({"s", "t"})
+    assert verified.expires_at == issued.expires_at
