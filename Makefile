@@ -45,6 +45,11 @@ layers: $(DEV_STAMP)
 pytest: $(DEV_STAMP)
 	$(BIN)/pytest
 
+# The benchmark suite (docs/performance.md): loopback only, at most 15 minutes; installs wrk, node and
+# the Express peer if missing; writes bench/results/latest.md, latest.png and latest.json.
+bench: $(DEV_STAMP)
+	bash bench/run.sh
+
 # Three instances behind nginx on 127.0.0.1:8100, one PostgreSQL, one Redis (docs/deploy.md).
 fleet: $(RUN_STAMP)
 	scripts/fleet.sh

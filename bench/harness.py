@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from bench.probe import ProbeResult, probe
-from bench.servers import LOOPBACK, PeakRss, RunningServer, ServerSpec, peak_rss, running, wait_quiet
+from bench.servers import LOOPBACK, PeakRss, RunningServer, ServerSpec, cpu_seconds, peak_rss, running, wait_quiet
 from bench.stats import Spread, ratios
 from bench.wrk import LoadSettings, LoadSpec, WrkResult, finish_wrk, run_wrk, start_wrk
 
@@ -131,6 +131,7 @@ class TokenCursor:
         self._name = name
         self._next = 0
         self._runs = 0
+        self._offered = 0
         #: The fewest tokens any run was offered (the denominator of the report's reuse line).
         self.smallest_slice: int | None = None
 
@@ -144,15 +145,23 @@ class TokenCursor:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("".join(f"{token}\n" for token in fresh))
         self.smallest_slice = min(len(fresh), self.smallest_slice or len(fresh))
+        self._offered = len(fresh)
         return replace(self._load, tokens_file=path)
 
     def spent(self, count: int) -> None:
         """Mark ``count`` more tokens as sent."""
         self._next += count
 
-    def after(self, result: WrkResult, connections: int) -> None:
-        """Mark what a wrk run may have sent: its requests, its failures, one in flight per connection."""
+    def after(self, result: WrkResult, connections: int) -> WrkResult:
+        """Mark what a wrk run may have sent: its requests, its failures, one in flight per connection.
+
+        Returns the result with the requests that went past the end of the slice counted as bad:
+        wrk wrapped around and sent spent tokens again, which a server may answer as replays (or,
+        inside a grace window, as cheap retries), so such a run must not pass as valid.
+        """
         self.spent(result.requests + result.socket_errors + connections)
+        overrun = max(0, result.requests - self._offered)
+        return replace(result, bad_status=result.bad_status + overrun) if overrun else result
 
 
 @dataclass(frozen=True)
@@ -178,6 +187,13 @@ class ContenderRuns:
     runs: Sequence[WrkResult]
     rss: PeakRss
     token_count: int | None
+    #: Server CPU time (all its processes) per completed request, in µs, run by run.
+    cpu_us_per_request: Sequence[float] = ()
+
+    @property
+    def cpu_per_request(self) -> Spread | None:
+        """Server CPU µs per request over the rounds (``None`` when not recorded)."""
+        return Spread.of(self.cpu_us_per_request) if self.cpu_us_per_request else None
 
     @property
     def throughput(self) -> Spread:
@@ -209,6 +225,17 @@ class HttpOutcome:
     comparison: HttpComparison
     baseline: ContenderRuns
     candidate: ContenderRuns
+
+    @property
+    def cpu_ratio(self) -> Spread | None:
+        """candidate ÷ baseline server CPU per request, round by round.
+
+        Steadier than req/s on a shared machine: CPU time a server did not get (other tenants ran)
+        is not counted against it, so this says what each request *costs* the server.
+        """
+        if not (self.candidate.cpu_us_per_request and self.baseline.cpu_us_per_request):
+            return None
+        return ratios(self.candidate.cpu_us_per_request, self.baseline.cpu_us_per_request)
 
     @property
     def throughput_ratio(self) -> Spread:
@@ -255,6 +282,7 @@ class _Side:
         self.server = server
         self.load = contender.resolve_load(server)
         self.load_settings = load_settings
+        self.cpu_us: list[float] = []
         self.cursor = (
             TokenCursor(self.load, settings.work_dir / "tokens" / "slices", server.spec.name)
             if contender.single_use
@@ -277,9 +305,12 @@ class _Side:
 
     def measure(self) -> WrkResult:
         load = self.next_load()
+        before = cpu_seconds(self.server.process.pid)
         result = run_wrk(_url(self.server, load), load, self.load_settings)
+        spent = cpu_seconds(self.server.process.pid) - before
+        self.cpu_us.append(spent / max(result.requests, 1) * 1e6)
         if self.cursor is not None:
-            self.cursor.after(result, self.load_settings.connections)
+            return self.cursor.after(result, self.load_settings.connections)
         return result
 
     def token_count(self) -> int | None:
@@ -312,7 +343,12 @@ def run_comparison(
                 )
         measured = [
             ContenderRuns(
-                side.contender.label, side.server.spec.name, r, peak_rss(side.server.process.pid), side.token_count()
+                side.contender.label,
+                side.server.spec.name,
+                r,
+                peak_rss(side.server.process.pid),
+                side.token_count(),
+                side.cpu_us,
             )
             for side, r in zip(sides, runs, strict=True)
         ]

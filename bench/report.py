@@ -26,6 +26,7 @@ from bench.harness import ContenderRuns, HttpOutcome, StormOutcome
 from bench.servers import EXPRESS_DIR, REPO_ROOT, PeakRss
 from bench.stats import Spread
 from bench.suite import SuiteResult
+from bench.targets import Verdict, verdicts
 
 PYTHON_PACKAGES = ("cryptography", "joserfc", "starlette", "uvicorn", "granian", "uvloop", "httptools")
 NODE_PACKAGES = ("express", "jsonwebtoken", "bcryptjs")
@@ -121,12 +122,21 @@ HTTP_HEADER = (
     "comparison",
     "req/s ratio",
     "p99 ratio",
+    "CPU/req ratio",
     "baseline req/s",
     "candidate req/s",
     "baseline p99 ms",
     "candidate p99 ms",
+    "server CPU µs/req (baseline, candidate)",
     "check",
 )
+
+
+def _cpu_pair(outcome: HttpOutcome) -> str:
+    base, cand = outcome.baseline.cpu_per_request, outcome.candidate.cpu_per_request
+    if base is None or cand is None:
+        return "n/a"
+    return f"{base.median:,.0f}, {cand.median:,.0f}"
 
 
 def _http_row(outcome: HttpOutcome) -> list[str]:
@@ -134,10 +144,12 @@ def _http_row(outcome: HttpOutcome) -> list[str]:
         outcome.comparison.title,
         _ratio(outcome.throughput_ratio),
         _ratio(outcome.p99_ratio),
+        _ratio(outcome.cpu_ratio),
         outcome.baseline.throughput.fmt(),
         outcome.candidate.throughput.fmt(),
         outcome.baseline.p99_ms.fmt(2),
         outcome.candidate.p99_ms.fmt(2),
+        _cpu_pair(outcome),
         _validity(outcome.valid, (outcome.baseline, outcome.candidate)),
     ]
 
@@ -146,7 +158,9 @@ def _http_section(outcomes: Sequence[HttpOutcome]) -> list[str]:
     lines: list[str] = ["## HTTP comparisons", ""]
     lines += [
         "Ratios are candidate ÷ baseline: for req/s above 1 means the candidate serves more, for p99",
-        "above 1 means the candidate is slower at the tail.",
+        "above 1 means the candidate is slower at the tail. CPU/req is the servers' own CPU time per",
+        "request (all their processes, from /proc): what a request costs, unaffected by the time a",
+        "server spent waiting for a core while other processes ran -- the steadier figure on a shared machine.",
         "",
     ]
     for group in dict.fromkeys(o.comparison.group for o in outcomes):
@@ -266,6 +280,26 @@ def _floor_section(outcomes: Sequence[OpOutcome]) -> list[str]:
     return lines + _table(header, rows)
 
 
+def _target_row(verdict: Verdict) -> list[str]:
+    target, measured = verdict.target, verdict.measured
+    value = "n/a"
+    if measured is not None:
+        value = f"**{measured.median:,.2f}{target.unit}** ({measured.low:,.2f}-{measured.high:,.2f})"
+    status = {True: "met", False: "MISSED", None: "not measured"}[verdict.met]
+    return [target.name, f"{target.direction} {target.threshold:g}{target.unit}", value, status, verdict.margin]
+
+
+def _targets_section(result: SuiteResult) -> list[str]:
+    lines = ["## Targets", ""]
+    lines += [
+        "The issue's targets against this run (median, min-max over rounds; a failed or invalid comparison",
+        "counts as not measured). docs/performance.md says what bounds each miss.",
+        "",
+    ]
+    rows = [_target_row(verdict) for verdict in verdicts(result)]
+    return lines + _table(["target", "bound", "measured", "verdict", "margin"], rows)
+
+
 def render_markdown(result: SuiteResult, environment: dict[str, str], chart_name: str | None) -> str:
     """The whole ``latest.md`` document."""
     lines = ["# keyturn benchmark: latest run", ""]
@@ -277,6 +311,7 @@ def render_markdown(result: SuiteResult, environment: dict[str, str], chart_name
         *[f"- {note}" for note in result.notes],
         "",
     ]
+    lines += _targets_section(result)
     if chart_name:
         lines += [f"![ratios]({chart_name})", ""]
     if result.http:
@@ -433,6 +468,7 @@ def _runs_dict(side: ContenderRuns) -> dict[str, object]:
         "peak_rss_kib": side.rss.total_kib,
         "peak_rss_largest_process_kib": side.rss.max_process_kib,
         "token_count": side.token_count,
+        "cpu_us_per_request": list(side.cpu_us_per_request),
         "runs": [
             {
                 "requests_per_s": r.requests_per_s,
@@ -457,6 +493,7 @@ def to_json(result: SuiteResult, environment: dict[str, str]) -> dict[str, objec
                 "valid": o.valid,
                 "throughput_ratio": _spread_dict(o.throughput_ratio),
                 "p99_ratio": _spread_dict(o.p99_ratio),
+                "cpu_per_request_ratio": _spread_dict(o.cpu_ratio),
                 "baseline": _runs_dict(o.baseline),
                 "candidate": _runs_dict(o.candidate),
             }
@@ -484,6 +521,15 @@ def to_json(result: SuiteResult, environment: dict[str, str]) -> dict[str, objec
                 "ratio": _spread_dict(o.ratio),
             }
             for o in result.floor
+        ],
+        "targets": [
+            {
+                "target": v.target.name,
+                "bound": f"{v.target.direction} {v.target.threshold:g}{v.target.unit}",
+                "measured": _spread_dict(v.measured),
+                "met": v.met,
+            }
+            for v in verdicts(result)
         ],
         "skipped": result.skipped,
     }

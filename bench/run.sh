@@ -2,8 +2,10 @@
 # Entry point of `make bench`: install what the benchmark compares against, then run it.
 #
 # Installs only what is missing: wrk, node and npm from Debian's packages (as root), the Express
-# peer's packages with `npm ci` from its committed lock file, and matplotlib into the venv (the
-# chart). Then runs `python -m bench` with any arguments given here (see `--help`), under a hard
+# peer's packages with `npm ci` from its committed lock file, and the project's `bench` extra into
+# the venv (matplotlib for the chart, py-spy for bench/profile.py). PostgreSQL must be listening on
+# 127.0.0.1:5432 (user postgres, trust), as for the tests: the refresh comparison makes a throwaway
+# database there. Then runs `python -m bench` with any arguments given here (see `--help`), under a hard
 # time limit so that a hung server can never hold a machine.
 set -euo pipefail
 
@@ -37,8 +39,8 @@ if [ ! -f "$stamp" ] || [ "$lock" -nt "$stamp" ]; then
 fi
 
 if ! "$PYTHON" -c "import matplotlib" 2>/dev/null; then
-  # Until the project's `bench` extra is installed by the dev setup, fetch the one bench-only package.
-  "$PYTHON" -m pip install --quiet "matplotlib>=3.8"
+  # The project's `bench` extra: matplotlib (the chart) and py-spy (bench/profile.py).
+  "$PYTHON" -m pip install --quiet -e '.[bench]'
 fi
 
 exec timeout --signal=TERM --kill-after=30s "$TIME_LIMIT" "$PYTHON" -m bench "$@"

@@ -250,7 +250,10 @@ def refresh_sqlite_vs_postgresql(ctx: Context) -> tuple[list[HttpComparison], li
     if not ctx.config.wanted("refresh-postgresql-vs-sqlite"):
         return [], []
     sqlite = keyturn_peers.refresh_peer("sqlite", "uvicorn", ctx.work_dir)
-    postgresql = keyturn_peers.refresh_peer("postgresql", "uvicorn", ctx.work_dir)
+    try:
+        postgresql = keyturn_peers.refresh_peer("postgresql", "uvicorn", ctx.work_dir)
+    except OSError as error:
+        return [], [f"refresh/s on PostgreSQL (no PostgreSQL on 127.0.0.1:5432: {error})"]
     if sqlite is None or postgresql is None:
         return [], ["refresh/s on SQLite and PostgreSQL (keyturn_peers.refresh_peer not plugged in)"]
     return [

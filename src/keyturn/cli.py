@@ -17,10 +17,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from keyturn.domain.audit import AuditEvent
+from keyturn.domain.identity import normalise_email
 from keyturn.errors import ConfigurationError, KeyturnError, ValidationFailed
 from keyturn.settings import Settings, load_settings
 
 if TYPE_CHECKING:
+    from keyturn.crypto.keys import SigningKey
+    from keyturn.domain.audit import BrokenLink
     from keyturn.domain.models import User
     from keyturn.server.services import Services
 
@@ -165,8 +169,6 @@ def users_create(email: str, roles: tuple[str, ...], name: str | None, password_
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
 
     async def work(services: Services) -> User:
-        from keyturn.domain.audit import AuditEvent  # noqa: PLC0415
-
         user = await services.accounts.register(email, password, name, roles=roles)
         await services.audit.record(
             AuditEvent.REGISTERED,
@@ -206,10 +208,8 @@ def users_list(limit: int) -> None:
 @click.argument("roles", nargs=-1)
 def users_set_roles(email: str, roles: tuple[str, ...]) -> None:
     """Replace the roles of EMAIL with ROLES (none: no roles). Removing a role ends the user's sessions."""
-    from keyturn.domain.audit import AuditEvent  # noqa: PLC0415
-    from keyturn.domain.identity import normalise_email  # noqa: PLC0415
 
-    async def work(services: Any) -> Any:
+    async def work(services: Services) -> User:
         stored = await services.users.by_email(normalise_email(email))
         if stored is None:
             raise click.ClickException(f"no account with the e-mail {email}")
@@ -239,9 +239,8 @@ def keys() -> None:
 )
 def keys_rotate(compromised: bool) -> None:
     """Make a new key sign; old tokens keep verifying until they expire. Running servers follow within seconds."""
-    from keyturn.domain.audit import AuditEvent  # noqa: PLC0415
 
-    async def work(services: Services) -> Any:
+    async def work(services: Services) -> SigningKey:
         key = await services.keys.rotate(compromised=compromised)
         await services.audit.record(
             AuditEvent.KEY_ROTATED, detail={"kid": key.kid, "alg": key.alg, "compromised": compromised}
@@ -257,7 +256,7 @@ def keys_list() -> None:
     """List the keys: state, kid, algorithm, since when, and when a retired key leaves the JWKS."""
     from keyturn.server.schemas import iso  # noqa: PLC0415
 
-    async def work(services: Services) -> list[Any]:
+    async def work(services: Services) -> list[SigningKey]:
         ring = await services.keys.reload()
         return ring.published(services.clock.now())
 
@@ -275,7 +274,7 @@ def audit() -> None:
 def audit_verify() -> None:
     """Walk the hash chain; exit 1 naming the first record that was edited or whose predecessor was deleted."""
 
-    async def work(services: Services) -> Any:
+    async def work(services: Services) -> tuple[int, BrokenLink | None, str]:
         return await services.audit.verify()
 
     count, broken, head = _run(work)

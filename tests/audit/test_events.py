@@ -190,3 +190,78 @@ async def test_a_dead_audit_store_does_not_fail_the_request(
     (line,) = [r for r in caplog.records if r.name == "keyturn.audit"]
     assert line.levelno == logging.ERROR
     assert json.loads(line.getMessage())["persisted"] is False
+
+
+async def test_a_disabled_account_login_is_recorded_and_not_counted_as_a_guess(
+    make_client: ClientFactory, make_settings: SettingsFactory
+) -> None:
+    """Right password, disabled account: 403, a login.failed record with the reason, and no throttle strike."""
+    async with make_client(make_settings(rate_limit_login="2/hour")) as client:
+        user = await register(client)
+        await app_of(client).state.services.users.update(user["id"], roles=None, disabled=True)
+        for _ in range(3):
+            answer = await client.post("/auth/login", json={"email": "alice@example.com", "password": PASSWORD})
+            assert answer.status_code == 403, answer.text
+        recorded = await rows(client)
+    failures = [r for r in recorded if r["event"] == AuditEvent.LOGIN_FAILED]
+    assert len(failures) == 3
+    assert json.loads(failures[0]["detail"]) == {"reason": "account_disabled", "during": "login"}
+    assert failures[0]["user_id"] == user["id"]
+
+
+async def test_a_new_password_refused_by_policy_is_not_a_wrong_guess(
+    make_client: ClientFactory, make_settings: SettingsFactory
+) -> None:
+    """Right current password, weak new one: 422, and the attempt does not count toward the lock."""
+    async with make_client(make_settings(rate_limit_login="2/hour")) as client:
+        await register(client)
+        token = (await login(client))["access_token"]
+        for _ in range(3):
+            weak = await client.post(
+                "/auth/password", json={"current_password": PASSWORD, "new_password": "password"}, headers=bearer(token)
+            )
+            assert weak.status_code == 422, weak.text
+        await login(client)
+
+
+async def test_admin_and_key_events_are_recorded_without_the_key(
+    make_client: ClientFactory, make_settings: SettingsFactory
+) -> None:
+    """Role and disable changes, API keys created and revoked, a signing-key rotation: each one record, no key."""
+    settings = make_settings(roles={"user": ["orders:read"], "admin": ["orders:read"]})
+    async with make_client(settings, headers={"User-Agent": UA}) as client:
+        services = app_of(client).state.services
+        root = await services.accounts.register("root@example.com", PASSWORD, roles=["admin", "user"])
+        alice = await register(client)
+        admin = bearer((await login(client, "root@example.com"))["access_token"])
+        mine = bearer((await login(client))["access_token"])
+        created = await client.post("/auth/api-keys", json={"name": "ci", "scopes": ["orders:read"]}, headers=mine)
+        assert created.status_code == 201, created.text
+        key, key_id = created.json()["data"]["key"], created.json()["data"]["api_key"]["id"]
+        assert (await client.delete(f"/auth/api-keys/{key_id}", headers=mine)).status_code == 200
+        patch = f"/admin/users/{alice['id']}"
+        assert (await client.patch(patch, json={"roles": ["user", "auditor"]}, headers=admin)).status_code == 200
+        assert (await client.patch(patch, json={"disabled": True}, headers=admin)).status_code == 200
+        assert (await client.patch(patch, json={"disabled": False}, headers=admin)).status_code == 200
+        rotated = await client.post("/admin/keys/rotate", headers=admin)
+        assert rotated.status_code == 200, rotated.text
+        recorded = await rows(client)
+    by_event = {r["event"]: r for r in recorded}
+    for event in (
+        AuditEvent.API_KEY_CREATED,
+        AuditEvent.API_KEY_REVOKED,
+        AuditEvent.ROLES_CHANGED,
+        AuditEvent.USER_DISABLED,
+        AuditEvent.USER_ENABLED,
+        AuditEvent.KEY_ROTATED,
+    ):
+        assert event in by_event, event
+    assert by_event[AuditEvent.API_KEY_CREATED]["actor_id"] == alice["id"]
+    assert json.loads(by_event[AuditEvent.API_KEY_REVOKED]["detail"]) == {"api_key_id": key_id}
+    assert by_event[AuditEvent.USER_DISABLED]["actor_id"] == root.id
+    assert by_event[AuditEvent.USER_DISABLED]["user_id"] == alice["id"]
+    assert json.loads(by_event[AuditEvent.ROLES_CHANGED]["detail"])["roles"] == ["auditor", "user"]
+    assert json.loads(by_event[AuditEvent.KEY_ROTATED]["detail"])["kid"] == rotated.json()["data"]["kid"]
+    assert by_event[AuditEvent.KEY_ROTATED]["actor_id"] == root.id
+    assert key not in json.dumps(recorded, default=str)
+    assert key[:20] not in json.dumps(recorded, default=str)

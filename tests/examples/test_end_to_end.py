@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -20,7 +19,7 @@ import pytest
 
 from examples import orders_flask
 from tests.conftest import PASSWORD
-from tests.process import KEYTURN, free_port, keyturn_server, wait_ready
+from tests.process import KEYTURN, free_port, keyturn_server, running
 
 pytestmark = pytest.mark.slow
 
@@ -111,19 +110,9 @@ def fastapi_example(auth_server: AuthServer, tmp_path_factory: pytest.TempPathFa
     port = free_port()
     log = tmp_path_factory.mktemp("orders-api") / "uvicorn.log"
     command = [sys.executable, "-m", "uvicorn", "examples.orders_api:app", "--port", str(port), "--app-dir", str(ROOT)]
-    with log.open("ab") as sink:
-        proc = subprocess.Popen(command, env=_example_env(auth_server), cwd=ROOT, stdout=sink, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    try:
-        wait_ready(f"{url}/healthz", proc)
+    with running(command, _example_env(auth_server), log, f"{url}/healthz", cwd=ROOT):
         yield url
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def _fastapi_caller(url: str) -> Iterator[Call]:

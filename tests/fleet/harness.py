@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,10 +12,11 @@ import asyncpg
 import httpx
 
 from tests.conftest import PG_ROOT, run_async
+from tests.process import KEYTURN, free_port, spawn
+from tests.process import stop as stop_process
 
-__all__ = ["KEYTURN", "Instance", "create_empty_database", "drop_database", "free_port", "start", "stop"]
+__all__ = ["Instance", "create_empty_database", "drop_database", "start", "stop"]
 
-KEYTURN = str(Path(sys.executable).parent / "keyturn")
 #: The fleet shares these; rate limits are lifted because every test client is 127.0.0.1.
 COMMON_ENV = {
     "KEYTURN_PASSWORD_PROFILE": "test-only-cheap",
@@ -29,13 +27,6 @@ COMMON_ENV = {
     "KEYTURN_RATE_LIMIT_REGISTER": "100000/hour",
     "KEYTURN_LOG_FORMAT": "json",
 }
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -71,23 +62,13 @@ def start(name: str, env: dict[str, str], workdir: Path, *, args: tuple[str, ...
     data_dir.mkdir(parents=True, exist_ok=True)
     full_env = {**base_env, **COMMON_ENV, "KEYTURN_DATA_DIR": str(data_dir), **env}
     log = workdir / f"{name}.log"
-    with log.open("ab") as sink:
-        proc = subprocess.Popen(
-            [KEYTURN, "serve", "--port", str(port), *args], env=full_env, stdout=sink, stderr=subprocess.STDOUT
-        )
+    proc = spawn([KEYTURN, "serve", "--port", str(port), *args], full_env, log)
     return Instance(name, f"http://127.0.0.1:{port}", proc, log)
 
 
 def stop(instance: Instance, *, timeout: float = 20.0) -> int:
     """SIGTERM, wait, and return the exit status (SIGKILL if it hangs)."""
-    if instance.proc.poll() is None:
-        instance.proc.send_signal(signal.SIGTERM)
-        try:
-            instance.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            instance.proc.kill()
-            instance.proc.wait()
-    return instance.proc.returncode
+    return stop_process(instance.proc, timeout=timeout)
 
 
 async def _admin(sql: str) -> None:

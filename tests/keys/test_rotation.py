@@ -185,7 +185,7 @@ async def test_compromise_rotation_drops_every_old_key_and_clients_refresh(clien
 async def test_automatic_rotation_runs_once_per_interval(
     make_client: ClientFactory, make_settings: SettingsFactory, clock: FrozenClock
 ) -> None:
-    """KEYTURN_KEY_ROTATION_INTERVAL: after the interval the next key signs, and it is not rotated again at once."""
+    """KEYTURN_KEY_ROTATION_INTERVAL: after the interval the next key signs, once, and the rotation is audited."""
     async with make_client(make_settings(key_rotation_interval="1h")) as client:
         await register(client)
         keys = app_of(client).state.services.keys
@@ -198,6 +198,12 @@ async def test_automatic_rotation_runs_once_per_interval(
         clock.advance(2)
         assert kid_of((await login(client))["access_token"]) == upcoming.kid
         assert len(keys.ring.in_state("current")) == 1
+        rotations = await app_of(client).state.services.audit.page(
+            user_id=None, event="signing_key.rotated", before=None, limit=10
+        )
+        automatic = [r.entry.detail for r in rotations]
+        assert {"kid": upcoming.kid, "alg": "ES256", "compromised": False, "automatic": True} in automatic
+        assert all(r.entry.actor_id is None for r in rotations)
 
 
 async def test_concurrent_rotations_on_two_instances_promote_once(

@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -25,7 +24,7 @@ from click.testing import CliRunner
 
 from keyturn.cli import main
 from tests.conftest import PASSWORD
-from tests.process import KEYTURN, free_port, wait_ready
+from tests.process import KEYTURN, free_port, spawn, stop, wait_ready
 
 pytestmark = pytest.mark.slow
 
@@ -42,26 +41,14 @@ def two_servers(env: dict[str, str], logs: Path) -> Iterator[tuple[str, str]]:
     try:
         for name in ("a", "b"):
             port = free_port()
-            with (logs / f"{name}.log").open("ab") as sink:
-                proc = subprocess.Popen(
-                    [KEYTURN, "serve", "--port", str(port)],
-                    env={**os.environ, **env},
-                    stdout=sink,
-                    stderr=subprocess.STDOUT,
-                )
-            procs.append((proc, f"http://127.0.0.1:{port}"))
+            command = [KEYTURN, "serve", "--port", str(port)]
+            procs.append((spawn(command, {**os.environ, **env}, logs / f"{name}.log"), f"http://127.0.0.1:{port}"))
         for proc, base in procs:
             wait_ready(f"{base}/healthz", proc)
         yield procs[0][1], procs[1][1]
     finally:
         for proc, _ in procs:
-            proc.send_signal(signal.SIGTERM)
-        for proc, _ in procs:
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop(proc)
 
 
 def kid_of(token: str) -> str:

@@ -20,6 +20,9 @@ PUBLIC_MODULES = [
     "keyturn.crypto.opaque",
     "keyturn.crypto.passwords",
     "keyturn.domain.authorization",
+    "keyturn.guard",
+    "keyturn.testing",
+    "keyturn.durations",
 ]
 
 

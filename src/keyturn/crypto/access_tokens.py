@@ -29,8 +29,8 @@ from typing import Any, Final, Protocol
 
 from joserfc import jwe, jws
 from joserfc.errors import JoseError
+from joserfc.jwa import JWSAlgModel
 from joserfc.jwk import OctKey
-from joserfc.jws import JWSAlgModel
 
 from keyturn.crypto.keys import ALGORITHMS, SigningKey
 from keyturn.errors import TokenExpired, TokenInvalid

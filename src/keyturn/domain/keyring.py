@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import anyio
@@ -31,7 +32,7 @@ from keyturn.crypto.keys import KeyChange, KeyRing, KeyState, SigningKey, genera
 from keyturn.domain.ports import KeyStore
 from keyturn.errors import ServiceUnavailable, ValidationFailed
 
-__all__ = ["KeyManager", "KeyPolicy"]
+__all__ = ["KeyManager", "KeyPolicy", "RotationHook"]
 
 log = logging.getLogger("keyturn.keys")
 
@@ -57,11 +58,20 @@ class KeyPolicy:
         return self.reload_interval + self.access_ttl + self.leeway
 
 
+#: Called with the key that now signs, after a rotation keyturn made on its own.
+RotationHook = Callable[[SigningKey], Awaitable[None]]
+
+
 class KeyManager:
     """Owns the :class:`KeyRing` of this process and keeps it in step with the store."""
 
-    def __init__(self, store: KeyStore, clock: Clock, policy: KeyPolicy) -> None:
+    def __init__(
+        self, store: KeyStore, clock: Clock, policy: KeyPolicy, *, on_automatic_rotation: RotationHook | None = None
+    ) -> None:
         self._store = store
+        #: Told of rotations nobody asked for (algorithm change, schedule), e.g. to audit them;
+        #: explicit rotations are reported by whoever asked, who knows the actor.
+        self._on_automatic_rotation = on_automatic_rotation
         self._clock = clock
         self._policy = policy
         self._ring = KeyRing(())
@@ -74,10 +84,6 @@ class KeyManager:
     @property
     def ring(self) -> KeyRing:
         return self._ring
-
-    @property
-    def policy(self) -> KeyPolicy:
-        return self._policy
 
     @property
     def is_hmac(self) -> bool:
@@ -98,8 +104,10 @@ class KeyManager:
         async with self._lock:
             ring = await self.reload()
             current = _signing_key(ring)
-            if current is None or current.alg != self._policy.algorithm or self._rotation_due(ring):
-                await self._rotate(compromised=False)
+            if current is None:  # the first start: a key appearing is the installation, not a rotation
+                await self._apply_rotation(compromised=False)
+            elif current.alg != self._policy.algorithm or self._rotation_due(ring):
+                await self._rotate_automatically()
             elif (upcoming := ring.next_key) is None or upcoming.alg != self._policy.algorithm:
                 await self._prepare_next(ring, current)
         return self._ring
@@ -135,7 +143,7 @@ class KeyManager:
             try:
                 ring = await self.reload()
                 if self._rotation_due(ring):
-                    await self._rotate(compromised=False)
+                    await self._rotate_automatically()
             except ServiceUnavailable:
                 if not len(self._ring):
                     raise
@@ -176,7 +184,23 @@ class KeyManager:
         async with self._lock:
             return await self._rotate(compromised=compromised)
 
+    async def _rotate_automatically(self) -> None:
+        signing = await self._apply_rotation(compromised=False)
+        if signing is not None and self._on_automatic_rotation is not None:
+            await self._on_automatic_rotation(signing)
+
     async def _rotate(self, *, compromised: bool) -> SigningKey:
+        signing = await self._apply_rotation(compromised=compromised)
+        if signing is not None:
+            return signing
+        # Another instance rotated at the same moment: its key is the one everyone signs with.
+        current = _signing_key(await self.reload())
+        if current is None:  # pragma: no cover - a winning rotation always leaves a current key
+            raise ServiceUnavailable()
+        return current
+
+    async def _apply_rotation(self, *, compromised: bool) -> SigningKey | None:
+        """Rotate; the key that now signs, or ``None`` when another instance's rotation won."""
         for _ in range(_COMPROMISE_ATTEMPTS if compromised else 1):
             ring = await self.reload()
             change, signing = await self._rotation(ring, compromised=compromised)
@@ -184,11 +208,7 @@ class KeyManager:
                 await self.reload()
                 log.info("signing key rotated", extra={"kid": signing.kid, "compromised": compromised})
                 return signing
-        # Another instance rotated at the same moment: its key is the one everyone signs with.
-        current = _signing_key(await self.reload())
-        if current is None:  # pragma: no cover - a winning rotation always leaves a current key
-            raise ServiceUnavailable()
-        return current
+        return None
 
     async def _rotation(self, ring: KeyRing, *, compromised: bool) -> tuple[KeyChange, SigningKey]:
         now = self._clock.now()

@@ -2,13 +2,14 @@
 
 Kept out of the route so the order is in one place: the throttle answers *before* the
 password is looked at (a locked account gives the right password the same 429), every
-outcome is reported back to the throttle, and every outcome is audited.
+outcome is reported back to the throttle, and every refusal and failure is audited here
+(a success is audited by the route, once the session it opened exists).
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Final
 
 import anyio
 from fastapi import Depends, Request
@@ -24,7 +25,7 @@ from keyturn.server.services import Services
 __all__ = ["REFRESH_LIMIT", "REGISTER_LIMIT", "attempted_email", "audit_reuse", "authenticate", "change_password"]
 
 #: At most one audit record per refused client (or account) per this many seconds.
-THROTTLE_AUDIT_EVERY = 60
+THROTTLE_AUDIT_EVERY: Final = 60
 
 
 def attempted_email(raw: str) -> str | None:
@@ -51,7 +52,7 @@ async def _audit_throttled(services: Services, throttled: Throttled, email: str 
 
 
 async def authenticate(services: Services, email: str, password: str, client: ClientInfo) -> User:
-    """The account these credentials open, behind the login throttle; every outcome audited.
+    """The account these credentials open, behind the login throttle; refusals and failures audited.
 
     Raises RateLimited (throttled: nothing was checked), InvalidCredentials, AccountDisabled,
     ValidationFailed or ServiceUnavailable.

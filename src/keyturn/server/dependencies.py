@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 
 from keyturn.crypto.access_tokens import AccessToken
 from keyturn.domain.api_keys import is_api_key_session
+from keyturn.domain.audit import AuditValue
 from keyturn.domain.models import ClientInfo, User
 from keyturn.errors import Forbidden, Unauthorized
 from keyturn.server.services import Services
@@ -21,6 +22,7 @@ __all__ = [
     "bearer_token",
     "client_info",
     "get_services",
+    "record_own",
     "require_role",
     "session_caller",
 ]
@@ -124,3 +126,8 @@ async def session_caller(caller: CurrentCaller) -> Caller:
 
 
 SessionCaller = Annotated[Caller, Depends(session_caller)]
+
+
+async def record_own(services: Services, event: str, caller: Caller, client: ClientInfo, **detail: AuditValue) -> None:
+    """Audit something the caller did to their own account (they are both actor and subject)."""
+    await services.audit.record(event, client=client, actor_id=caller.user.id, user_id=caller.user.id, detail=detail)

@@ -7,12 +7,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from keyturn.clock import Clock, SystemClock
-from keyturn.crypto.keys import symmetric_key_from_b64
+from keyturn.crypto.keys import SigningKey, symmetric_key_from_b64
 from keyturn.crypto.passwords import PROFILES, PasswordHasher
 from keyturn.domain.accounts import Accounts
 from keyturn.domain.administration import UserAdmin
 from keyturn.domain.api_keys import ApiKeyPolicy, ApiKeys
-from keyturn.domain.audit import Audit
+from keyturn.domain.audit import Audit, AuditEvent, AuditValue
 from keyturn.domain.keyring import KeyManager, KeyPolicy
 from keyturn.domain.models import User
 from keyturn.domain.ports import RevocationStore
@@ -124,6 +124,12 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
     )
     fleet = _fleet(settings, db, clock)
     key_store = SqlKeyStore(db, kek)
+    audit = Audit(SqlAuditStore(db), clock)
+
+    async def audit_automatic_rotation(key: SigningKey) -> None:
+        detail: dict[str, AuditValue] = {"kid": key.kid, "alg": key.alg, "compromised": False, "automatic": True}
+        await audit.record(AuditEvent.KEY_ROTATED, detail=detail)
+
     keys = KeyManager(
         fleet.signalling(key_store) if fleet else key_store,
         clock,
@@ -134,6 +140,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
             hmac_secret=settings.secret_bytes() if settings.is_hmac else b"",
             rotation_interval=settings.key_rotation_interval,
         ),
+        on_automatic_rotation=audit_automatic_rotation,
     )
     if fleet is not None:
         fleet.on_keys_changed(keys.reload)
@@ -189,7 +196,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
         ),
         admin=UserAdmin(users, sessions),
         fleet=fleet,
-        audit=Audit(SqlAuditStore(db), clock),
+        audit=audit,
         rate_limits=RateLimits.from_settings(settings, clock),
     )
 

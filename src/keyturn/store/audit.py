@@ -9,13 +9,22 @@ write lock that all processes share, then reads the head, then inserts:
 * SQLite: ``BEGIN IMMEDIATE``, the database's own write lock (waiting up to the
   connection's busy timeout).
 
+Taking that lock once per event would cap the whole fleet at one commit per event
+(measured: 130-240 appends/s on PostgreSQL, whatever the number of instances). So
+appends are *group-committed*: within a process, whichever append holds the local
+turn writes every entry queued meanwhile as one batch — one lock, one head read, one
+multi-row INSERT, one commit. A caller still returns only after its own row has
+committed, so nothing is acknowledged that is not durable.
+
 Driver failures become :class:`~keyturn.errors.ServiceUnavailable` in
 :class:`~keyturn.store.sql.Database`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Final
 
 from sqlalchemy import insert, or_, select, text
@@ -23,6 +32,7 @@ from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from keyturn.domain.audit import GENESIS_HASH, AuditEntry, StoredAuditEntry, canonical_json, chain_hash
+from keyturn.errors import ServiceUnavailable
 from keyturn.store.sql import Database
 from keyturn.store.tables import audit_events
 
@@ -50,11 +60,70 @@ def _entry(row: Row[Any]) -> StoredAuditEntry:
     )
 
 
+def _row(entry: AuditEntry, prev_hash: str, digest: str) -> dict[str, Any]:
+    return {
+        "at": entry.at,
+        "event": entry.event,
+        "actor_id": entry.actor_id,
+        "user_id": entry.user_id,
+        "email": entry.email,
+        "ip": entry.ip,
+        "user_agent": entry.user_agent,
+        "detail": canonical_json(dict(entry.detail)),
+        "prev_hash": prev_hash,
+        "hash": digest,
+    }
+
+
+class _GroupCommit:
+    """Turns concurrent single appends into batches written one at a time, in arrival order.
+
+    Each caller queues its entry and waits for its turn; the caller holding the turn
+    writes everything queued so far, so callers that arrived meanwhile find their
+    row already written. A failed batch fails every caller in it.
+    """
+
+    def __init__(self, write: Callable[[Sequence[AuditEntry]], Awaitable[list[StoredAuditEntry]]]) -> None:
+        self._write = write
+        self._pending: list[tuple[AuditEntry, asyncio.Future[StoredAuditEntry]]] = []
+        self._turn = asyncio.Lock()
+
+    async def submit(self, entry: AuditEntry) -> StoredAuditEntry:
+        mine: asyncio.Future[StoredAuditEntry] = asyncio.get_running_loop().create_future()
+        self._pending.append((entry, mine))
+        async with self._turn:
+            if not mine.done():
+                try:
+                    await self._flush()
+                except BaseException:
+                    if mine.done():
+                        mine.exception()  # retrieved: the caller's cancellation wins
+                    raise
+        return await mine
+
+    async def _flush(self) -> None:
+        batch, self._pending = self._pending, []
+        try:
+            stored = await self._write([entry for entry, _ in batch])
+        except BaseException as exc:
+            # A cancelled writer must not strand the callers whose rows it took.
+            failure = exc if isinstance(exc, Exception) else ServiceUnavailable()
+            for _, waiter in batch:
+                if not waiter.done():
+                    waiter.set_exception(failure)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        for (_, waiter), record in zip(batch, stored, strict=True):
+            waiter.set_result(record)
+
+
 class SqlAuditStore:
     """:class:`~keyturn.domain.ports.AuditStore` on SQLite or PostgreSQL."""
 
     def __init__(self, db: Database) -> None:
         self._db = db
+        self._batches = _GroupCommit(self.append_many)
 
     async def _lock(self, conn: AsyncConnection) -> None:
         """Take the appenders' lock as the transaction's first statement."""
@@ -66,29 +135,28 @@ class SqlAuditStore:
             await conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     async def append(self, entry: AuditEntry) -> StoredAuditEntry:
+        """Chain and store ``entry``; return once it has committed (possibly in a batch)."""
+        return await self._batches.submit(entry)
+
+    async def append_many(self, entries: Sequence[AuditEntry]) -> list[StoredAuditEntry]:
+        """Chain and store ``entries`` in order, in one transaction under the appenders' lock."""
         async with self._db.transaction() as conn:
             await self._lock(conn)
             head = (await conn.execute(select(audit_events.c.hash).order_by(audit_events.c.id.desc()).limit(1))).first()
             prev_hash = head.hash if head else GENESIS_HASH
-            digest = chain_hash(entry, prev_hash)
+            rows: list[dict[str, Any]] = []
+            for entry in entries:
+                digest = chain_hash(entry, prev_hash)
+                rows.append(_row(entry, prev_hash, digest))
+                prev_hash = digest
             result = await conn.execute(
-                insert(audit_events)
-                .values(
-                    at=entry.at,
-                    event=entry.event,
-                    actor_id=entry.actor_id,
-                    user_id=entry.user_id,
-                    email=entry.email,
-                    ip=entry.ip,
-                    user_agent=entry.user_agent,
-                    detail=canonical_json(dict(entry.detail)),
-                    prev_hash=prev_hash,
-                    hash=digest,
-                )
-                .returning(audit_events.c.id)
+                insert(audit_events).returning(audit_events.c.id, sort_by_parameter_order=True), rows
             )
-            new_id = int(result.scalar_one())
-        return StoredAuditEntry(id=new_id, entry=entry, prev_hash=prev_hash, hash=digest)
+            ids = [int(i) for i in result.scalars().all()]
+        return [
+            StoredAuditEntry(id=new_id, entry=entry, prev_hash=row["prev_hash"], hash=row["hash"])
+            for new_id, entry, row in zip(ids, entries, rows, strict=True)
+        ]
 
     async def page(
         self, *, user_id: str | None, event: str | None, before: int | None, limit: int

@@ -16,7 +16,7 @@ from keyturn.domain.api_keys import MAX_EXPIRES_IN, MIN_EXPIRES_IN
 from keyturn.domain.audit import AuditEvent
 from keyturn.domain.models import ApiKey, ClientInfo
 from keyturn.errors import NotFound
-from keyturn.server.dependencies import ServicesDep, SessionCaller, client_info
+from keyturn.server.dependencies import ServicesDep, SessionCaller, client_info, record_own
 from keyturn.server.schemas import AccessTokenData, Ok, RevokedData, UserOut, iso
 
 __all__ = ["router"]
@@ -84,9 +84,7 @@ async def create_api_key(
     key = created.api_key
     # Neither the key nor its user-chosen name goes into the trail (a name could be a pasted key).
     detail = {"api_key_id": key.id, "scopes": list(key.scopes), "expires_at": key.expires_at}
-    await services.audit.record(
-        AuditEvent.API_KEY_CREATED, client=client, actor_id=caller.user.id, user_id=caller.user.id, detail=detail
-    )
+    await record_own(services, AuditEvent.API_KEY_CREATED, caller, client, **detail)
     response.headers["Cache-Control"] = "no-store"
     return Ok(data=ApiKeyCreated(api_key=ApiKeyOut.of(created.api_key), key=created.key))
 
@@ -102,13 +100,7 @@ async def revoke_api_key(key_id: str, caller: SessionCaller, services: ServicesD
     if len(key_id) > 64:
         raise NotFound("No such API key.")
     await services.api_keys.revoke(caller.user.id, key_id)
-    await services.audit.record(
-        AuditEvent.API_KEY_REVOKED,
-        client=client,
-        actor_id=caller.user.id,
-        user_id=caller.user.id,
-        detail={"api_key_id": key_id},
-    )
+    await record_own(services, AuditEvent.API_KEY_REVOKED, caller, client, api_key_id=key_id)
     return Ok(data=RevokedData(revoked=1))
 
 

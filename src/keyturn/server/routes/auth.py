@@ -10,7 +10,7 @@ from keyturn.domain.audit import AuditEvent
 from keyturn.domain.models import ClientInfo, TokenPair
 from keyturn.errors import NotFound, TokenInvalid, TokenReused, Unauthorized
 from keyturn.server import abuse
-from keyturn.server.dependencies import CurrentCaller, ServicesDep, SessionCaller, client_info
+from keyturn.server.dependencies import CurrentCaller, ServicesDep, SessionCaller, client_info, record_own
 from keyturn.server.schemas import (
     AccessTokenData,
     LoginRequest,
@@ -115,6 +115,7 @@ async def refresh(
 
 @router.post("/logout", response_model=Ok[RevokedData], summary="Revoke this session")
 async def logout(
+    *,
     request: Request,
     caller: SessionCaller,
     services: ServicesDep,
@@ -134,9 +135,7 @@ async def logout(
             raise TokenInvalid("The refresh token is invalid.")
         targets.add(session.id)
     revoked = await services.sessions.revoke(sorted(t for t in targets if t))
-    await services.audit.record(
-        AuditEvent.LOGGED_OUT, client=client, actor_id=caller.user.id, user_id=caller.user.id, detail={"sessions": revoked}
-    )
+    await record_own(services, AuditEvent.LOGGED_OUT, caller, client, sessions=revoked)
     return Ok(data=RevokedData(revoked=len(revoked)))
 
 
@@ -148,13 +147,7 @@ async def logout_all(
     if caller.session_id:
         await services.sessions.revoke([caller.session_id])
     services.cookies.clear(response)
-    await services.audit.record(
-        AuditEvent.LOGGED_OUT_ALL,
-        client=client,
-        actor_id=caller.user.id,
-        user_id=caller.user.id,
-        detail={"revoked": len(revoked)},
-    )
+    await record_own(services, AuditEvent.LOGGED_OUT_ALL, caller, client, revoked=len(revoked))
     return Ok(data=RevokedData(revoked=len(revoked)))
 
 
@@ -176,13 +169,7 @@ async def revoke_session(
     if len(session_id) > 64:
         raise NotFound("No such session.")
     await services.sessions.revoke_own(caller.user.id, session_id)
-    await services.audit.record(
-        AuditEvent.SESSION_REVOKED,
-        client=client,
-        actor_id=caller.user.id,
-        user_id=caller.user.id,
-        detail={"session_id": session_id},
-    )
+    await record_own(services, AuditEvent.SESSION_REVOKED, caller, client, session_id=session_id)
     return Ok(data=RevokedData(revoked=1))
 
 

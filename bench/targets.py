@@ -1,0 +1,167 @@
+"""The issue's performance targets, checked against one run's figures.
+
+Each target is a ratio measured in the run (the one exception, refresh/s on PostgreSQL, is an
+absolute rate the issue states as such). The report lists every target with the measured median,
+its spread, and by how much it is met or missed; nothing here fails the run -- the suite measures,
+people judge (docs/performance.md says what bounds each miss).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from bench.harness import HttpOutcome, StormOutcome
+from bench.stats import Spread
+from bench.suite import SuiteResult
+
+Direction = Literal["at least", "at most"]
+
+#: Servers that are keyturn's (the RSS target is theirs), by name prefix.
+KEYTURN_SERVERS = ("guarded-", "keyturn-")
+MIB = 1024
+
+
+@dataclass(frozen=True)
+class Target:
+    """One line of the issue's targets: what is measured, the bound, and the direction."""
+
+    name: str
+    threshold: float
+    direction: Direction
+    unit: str
+    measure: Callable[[SuiteResult], Spread | None]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A target against the run: the measured spread (``None`` when not measured) and the margin."""
+
+    target: Target
+    measured: Spread | None
+
+    @property
+    def met(self) -> bool | None:
+        """True/False on the median; ``None`` when the run did not measure it."""
+        if self.measured is None:
+            return None
+        if self.target.direction == "at least":
+            return self.measured.median >= self.target.threshold
+        return self.measured.median <= self.target.threshold
+
+    @property
+    def margin(self) -> str:
+        """``+12%`` above an "at least" bound, ``-30%`` below it (and the mirror for "at most")."""
+        if self.measured is None:
+            return "not measured"
+        relative = self.measured.median / self.target.threshold - 1
+        if self.target.direction == "at most":
+            relative = -relative
+        word = "met by" if relative >= 0 else "missed by"
+        return f"{word} {abs(relative) * 100:.0f}%"
+
+
+def _http(key: str, pick: Callable[[HttpOutcome], Spread]) -> Callable[[SuiteResult], Spread | None]:
+    def measure(result: SuiteResult) -> Spread | None:
+        found = [o for o in result.http if o.comparison.key == key and o.valid]
+        return pick(found[0]) if found else None
+
+    return measure
+
+
+def _storm(key: str, pick: Callable[[StormOutcome], Spread | None]) -> Callable[[SuiteResult], Spread | None]:
+    def measure(result: SuiteResult) -> Spread | None:
+        found = [o for o in result.storms if o.comparison.key == key and o.valid]
+        return pick(found[0]) if found else None
+
+    return measure
+
+
+def _floor(algorithm: str, operation: str) -> Callable[[SuiteResult], Spread | None]:
+    def measure(result: SuiteResult) -> Spread | None:
+        found = [
+            o for o in result.floor if (o.algorithm, o.operation, o.contender) == (algorithm, operation, "keyturn")
+        ]
+        return found[0].ratio if found else None
+
+    return measure
+
+
+def _keyturn_rss(result: SuiteResult) -> Spread | None:
+    """Largest single keyturn process (a worker), in MiB, over every keyturn server of the run."""
+    peaks = [
+        side.rss.max_process_kib / MIB
+        for outcome in result.http
+        for side in (outcome.baseline, outcome.candidate)
+        if side.server.startswith(KEYTURN_SERVERS)
+    ]
+    peaks += [
+        o.rss.max_process_kib / MIB for o in result.storms if o.comparison.server.name.startswith(KEYTURN_SERVERS)
+    ]
+    # The verdict is on the worst server: "median" here is the maximum, the spread min-max over servers.
+    return Spread(max(peaks), min(peaks), max(peaks)) if peaks else None
+
+
+def _guard_targets(runtimes: Sequence[str]) -> list[Target]:
+    return [
+        Target(
+            f"guarded ÷ unguarded, repeated token ({runtime}, {algorithm})",
+            0.90,
+            "at least",
+            "x",
+            _http(f"guard-{runtime}-{algorithm.lower()}-repeated", lambda o: o.throughput_ratio),
+        )
+        for runtime in runtimes
+        for algorithm in ("ES256", "HS256")
+    ]
+
+
+def targets(runtimes: Sequence[str] = ("uvicorn", "granian")) -> list[Target]:
+    """The issue's targets, in its order."""
+    return [
+        *_guard_targets(runtimes),
+        Target("first-sight verify ÷ cryptography floor (ES256)", 0.70, "at least", "x", _floor("ES256", "verify")),
+        Target("first-sight verify ÷ cryptography floor (EdDSA)", 0.70, "at least", "x", _floor("EdDSA", "verify")),
+        Target(
+            "keyturn guard ÷ Express protect, req/s (ES256)",
+            2.5,
+            "at least",
+            "x",
+            _http("guarded-vs-express-es256", lambda o: o.throughput_ratio),
+        ),
+        Target(
+            "logins/s ÷ hash-bound limit",
+            0.85,
+            "at least",
+            "x",
+            _storm("keyturn-login-storm", lambda o: o.bound_ratio),
+        ),
+        Target(
+            "logins/s ÷ Express + bcryptjs",
+            5.0,
+            "at least",
+            "x",
+            _http("logins-keyturn-vs-express", lambda o: o.throughput_ratio),
+        ),
+        Target(
+            "cheap endpoint p99 during login storm ÷ idle",
+            10.0,
+            "at most",
+            "x",
+            _storm("keyturn-login-storm", lambda o: o.p99_ratio),
+        ),
+        Target(
+            "refresh/s on PostgreSQL (absolute)",
+            800.0,
+            "at least",
+            "/s",
+            _http("refresh-postgresql-vs-sqlite", lambda o: o.candidate.throughput),
+        ),
+        Target("peak RSS per keyturn worker under load (largest)", 120.0, "at most", " MiB", _keyturn_rss),
+    ]
+
+
+def verdicts(result: SuiteResult) -> list[Verdict]:
+    """Every target against ``result``."""
+    return [Verdict(target, target.measure(result)) for target in targets(result.config.runtimes)]
