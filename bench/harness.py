@@ -144,7 +144,8 @@ class TokenCursor:
         path = self._dir / f"{self._name}-{self._runs}.txt"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("".join(f"{token}\n" for token in fresh))
-        self.smallest_slice = min(len(fresh), self.smallest_slice or len(fresh))
+        if limit is None:  # a smoke check's single token says nothing about the runs
+            self.smallest_slice = min(len(fresh), self.smallest_slice or len(fresh))
         self._offered = len(fresh)
         return replace(self._load, tokens_file=path)
 
@@ -314,7 +315,10 @@ class _Side:
         return result
 
     def token_count(self) -> int | None:
-        return self.cursor.smallest_slice if self.cursor is not None else _token_count(self.load)
+        """Tokens each run could send once (``None`` when repeating them is the point, e.g. logins' e-mails)."""
+        if self.cursor is not None:
+            return self.cursor.smallest_slice
+        return None if self.load.body_file is not None else _token_count(self.load)
 
 
 def run_comparison(

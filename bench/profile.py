@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import re
 import shutil
 import subprocess
 import sys
@@ -26,6 +27,8 @@ from bench.servers import REPO_ROOT, RunningServer, ServerSpec, running
 from bench.suite import Context, SuiteConfig, http_comparisons, storm_comparisons
 from bench.wrk import LoadSettings, LoadSpec, finish_wrk, start_wrk
 
+#: ``:123)`` at the end of a frame: samples are summed per function, not per line.
+_LINE = re.compile(r":\d+\)$")
 #: Frames that are only the way in (the interpreter, the CLI, the server's loop), not a cost.
 _PLUMBING = ("<module>", "_run_code", "_run_module_as_main", "click/core.py", "asyncio/runners.py", "main (")
 
@@ -46,10 +49,10 @@ class Profile:
         total = 0
         for line in raw.splitlines():
             stack, _, count = line.rpartition(" ")
-            if not stack or not count.isdigit():
+            if not stack or not count.isdigit() or line.startswith("py-spy>"):  # py-spy's own summary line
                 continue
             samples = int(count)
-            frames = stack.split(";")
+            frames = [_LINE.sub(")", frame) for frame in stack.split(";")]
             total += samples
             own[frames[-1]] += samples
             for frame in set(frames):
@@ -63,6 +66,9 @@ class Profile:
         lines += ["", "## inclusive (what the samples were inside)"]
         interesting = [(f, n) for f, n in self.inclusive.most_common() if not any(p in f for p in _PLUMBING)]
         lines += [f"{100 * n / self.total:5.1f}%  {frame}" for frame, n in interesting[:top]]
+        lines += ["", "## keyturn's own functions, inclusive"]
+        own = [(f, n) for f, n in self.inclusive.most_common() if "keyturn/" in f and "keyturn serve" not in f]
+        lines += [f"{100 * n / self.total:5.1f}%  {frame}" for frame, n in own[:top]]
         return "\n".join(lines) + "\n"
 
 

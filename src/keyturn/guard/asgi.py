@@ -94,7 +94,10 @@ class GuardMiddleware:
             await self.app(scope, receive, send)
             return
         try:
-            principal = await self.guard.authenticate(*_credential_headers(scope))
+            authorization, api_key = _credential_headers(scope)
+            principal = self.guard.cached(authorization)
+            if principal is None:
+                principal = await self.guard.authenticate(authorization, api_key)
             if self._requires:
                 require(principal, roles=self.roles, scopes=self.scopes)
         except KeyturnError as error:

@@ -320,6 +320,18 @@ class Guard:
             self._async_http = httpx.AsyncClient(timeout=self.tuning.http_timeout, follow_redirects=False)
         return self._async_http
 
+    def cached(self, authorization: str | None) -> Principal | None:
+        """The principal of an ``Authorization: Bearer`` token this guard verified before, if still valid.
+
+        The adapters' fast path, before :meth:`authenticate`: a hit re-checks expiry (with leeway)
+        and that the signing key is still held, exactly like a hit inside :meth:`verify`; anything
+        else -- another scheme, an unknown token, an expired one -- is ``None``, and the caller
+        takes the full path, which decides (and raises) as usual.
+        """
+        if not authorization or authorization[:7].lower() != "bearer ":
+            return None
+        return self._tokens.get(authorization[7:].strip(), self._clock.now(), self._jwks.current)
+
     async def verify(self, token: str) -> Principal:
         """Verify a Bearer token. Raises the contract errors (401 family, 503)."""
         step = self._step(token)

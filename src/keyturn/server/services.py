@@ -92,6 +92,7 @@ class Services:
             await self.fleet.close()
         await self.rate_limits.close()
         await self.db.dispose()
+        self.hasher.close()
 
 
 def build_services(settings: Settings, *, clock: Clock | None = None) -> Services:
