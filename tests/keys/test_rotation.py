@@ -14,14 +14,12 @@ from typing import Any
 import anyio
 import httpx
 import pytest
-from fastapi import Depends, FastAPI
 from sqlalchemy import delete, select
 
 from keyturn.clock import FrozenClock
-from keyturn.guard import Guard, Principal
-from keyturn.guard.fastapi import install as install_fastapi
 from keyturn.store.tables import signing_keys
 from tests.conftest import PASSWORD, ClientFactory, SettingsFactory, app_of, assert_error, bearer, login, register
+from tests.guarded import guarded_api
 
 pytestmark = pytest.mark.anyio
 
@@ -295,24 +293,7 @@ async def test_guards_pick_up_the_new_key_without_an_extra_fetch(
         async def count(request: httpx.Request) -> None:
             fetches.append(request.url.path)
 
-        keyturn_http = httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://keyturn.test", event_hooks={"request": [count]}
-        )
-        guard = Guard(
-            issuer="http://keyturn.test",
-            audience="keyturn-tests",
-            allow_http=True,
-            api_key_exchange=False,
-            clock=clock,
-            async_http_client=keyturn_http,
-        )
-        api = install_fastapi(FastAPI())
-
-        @api.get("/orders")
-        async def orders(principal: Principal = Depends(guard.require())) -> dict[str, str]:  # noqa: B008
-            return {"sub": principal.sub}
-
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=api), base_url="http://api.test") as resource:
+        async with guarded_api(app, clock, on_request=count) as resource:
             await register(client)
             old = (await login(client))["access_token"]
             assert (await resource.get("/orders", headers=bearer(old))).status_code == 200
@@ -333,4 +314,3 @@ async def test_guards_pick_up_the_new_key_without_an_extra_fetch(
             fresh = (await login(client))["access_token"]
             assert (await resource.get("/orders", headers=bearer(fresh))).status_code == 200
             assert fetches.count("/.well-known/jwks.json") == jwks_fetches + 1
-        await guard.aclose()

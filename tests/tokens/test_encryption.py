@@ -10,28 +10,20 @@ from __future__ import annotations
 import base64
 import json
 import secrets
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
-import httpx
 import pytest
-from fastapi import Depends, FastAPI
 from joserfc import jwe
 
 from keyturn.clock import FrozenClock
 from keyturn.crypto.access_tokens import VerifyOptions, issue_access_token, verify_access_token
 from keyturn.crypto.keys import symmetric_key_from_b64
 from keyturn.errors import ConfigurationError, TokenInvalid
-from keyturn.guard import Guard, Principal
-from keyturn.guard.fastapi import install as install_fastapi
 from keyturn.settings import Settings
 from tests.conftest import ClientFactory, SettingsFactory, app_of, assert_error, bearer, login, register
+from tests.guarded import AUDIENCE, ISSUER, guarded_api
 
 pytestmark = pytest.mark.anyio
-
-ISSUER = "http://keyturn.test"
-AUDIENCE = "keyturn-tests"
 
 
 def new_key() -> str:
@@ -45,30 +37,6 @@ def _unb64(segment: str) -> bytes:
 
 def encrypted(make_settings: SettingsFactory, key: str, **overrides: Any) -> Settings:
     return make_settings(token_encryption="dir", encryption_key=key, **overrides)
-
-
-@asynccontextmanager
-async def guarded_api(keyturn: FastAPI, clock: FrozenClock, **guard_options: Any) -> AsyncIterator[httpx.AsyncClient]:
-    """A FastAPI resource server whose guard reads discovery and the JWKS from the real keyturn app."""
-    keyturn_http = httpx.AsyncClient(transport=httpx.ASGITransport(app=keyturn), base_url=ISSUER)
-    guard = Guard(
-        issuer=ISSUER,
-        audience=AUDIENCE,
-        allow_http=True,
-        api_key_exchange=False,
-        clock=clock,
-        async_http_client=keyturn_http,
-        **guard_options,
-    )
-    api = install_fastapi(FastAPI())
-
-    @api.get("/orders")
-    async def orders(principal: Principal = Depends(guard.require())) -> dict[str, str]:  # noqa: B008
-        return {"sub": principal.sub}
-
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=api), base_url="http://api.test") as client:
-        yield client
-    await guard.aclose()
 
 
 @pytest.mark.parametrize("backend", ["sqlite"], ids=["sqlite"])
@@ -168,8 +136,8 @@ async def test_guard_with_the_key_accepts_and_without_refuses(
             response = await api.get("/orders", headers=bearer(token))
             assert response.status_code == 200, response.text
             assert response.json() == {"sub": user["id"]}
-        for options in ({}, {"decryption_key": new_key()}):
-            async with guarded_api(app, clock, **options) as api:
+        for decryption_key in (None, new_key()):
+            async with guarded_api(app, clock, decryption_key=decryption_key) as api:
                 assert_error(await api.get("/orders", headers=bearer(token)), 401, "TOKEN_INVALID")
 
 
