@@ -63,6 +63,13 @@ def _run(work: Callable[[Services], Awaitable[T]]) -> T:
         raise click.ClickException(str(exc)) from None
 
 
+async def _audit_roles(services: Services, event: str, user: User) -> None:
+    """Audit an account change made from the command line (no actor: whoever ran the CLI)."""
+    await services.audit.record(
+        event, user_id=user.id, email=user.email, detail={"roles": list(user.roles), "via": "cli"}
+    )
+
+
 @click.group()
 @click.version_option(package_name="keyturn")
 def main() -> None:
@@ -170,12 +177,7 @@ def users_create(email: str, roles: tuple[str, ...], name: str | None, password_
 
     async def work(services: Services) -> User:
         user = await services.accounts.register(email, password, name, roles=roles)
-        await services.audit.record(
-            AuditEvent.REGISTERED,
-            user_id=user.id,
-            email=user.email,
-            detail={"roles": list(user.roles), "via": "cli"},
-        )
+        await _audit_roles(services, AuditEvent.REGISTERED, user)
         return user
 
     user = _run(work)
@@ -214,12 +216,7 @@ def users_set_roles(email: str, roles: tuple[str, ...]) -> None:
         if stored is None:
             raise click.ClickException(f"no account with the e-mail {email}")
         user = await services.admin.update(stored.user.id, roles=roles)
-        await services.audit.record(
-            AuditEvent.ROLES_CHANGED,
-            user_id=user.id,
-            email=user.email,
-            detail={"roles": list(user.roles), "via": "cli"},
-        )
+        await _audit_roles(services, AuditEvent.ROLES_CHANGED, user)
         return user
 
     user = _run(work)

@@ -18,7 +18,7 @@ from keyturn.errors import (
     ValidationFailed,
 )
 
-__all__ = ["error_body", "error_response", "success_body"]
+__all__ = ["error_body", "error_headers", "error_response", "success_body"]
 
 _REALM = "keyturn"
 

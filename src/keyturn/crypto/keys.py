@@ -16,8 +16,8 @@ import hashlib
 import hmac
 import json
 import re
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, replace
 from typing import Any, Final, Literal
 
 from joserfc import jwe, jwk
@@ -79,7 +79,6 @@ class SigningKey:
     created_at: float = 0.0
     #: When a retired key may leave the JWKS: no token it signed can be valid after this.
     drop_after: float | None = None
-    extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def is_hmac(self) -> bool:

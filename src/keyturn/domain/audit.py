@@ -26,7 +26,7 @@ from typing import Final, Literal
 
 from keyturn.clock import Clock
 from keyturn.crypto.opaque import API_KEY_PREFIX, REFRESH_TOKEN_PREFIX
-from keyturn.domain.models import ClientInfo
+from keyturn.domain.models import MAX_USER_AGENT, ClientInfo
 from keyturn.domain.ports import AuditStore
 from keyturn.errors import ServiceUnavailable
 
@@ -50,7 +50,6 @@ GENESIS_HASH: Final = "0" * 64
 #: Widths of the audit table's columns; longer values are cut, never refused.
 MAX_EMAIL: Final = 320
 MAX_IP: Final = 64
-MAX_USER_AGENT: Final = 512
 MAX_DETAIL_TEXT: Final = 200
 
 AuditValue = str | int | float | bool | None | list[str]

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Final, Literal
 
 from keyturn.crypto.access_tokens import IssuedToken
 
 __all__ = [
+    "MAX_USER_AGENT",
     "ApiKey",
     "ClientInfo",
     "PurgeCutoffs",
@@ -56,6 +57,10 @@ class StoredUser:
 
     user: User
     password_hash: str
+
+
+#: Longest user agent kept on sessions and in the audit trail (the columns' width).
+MAX_USER_AGENT: Final = 512
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,15 +23,24 @@ from dataclasses import dataclass
 from keyturn.clock import Clock
 from keyturn.crypto.access_tokens import AccessToken
 from keyturn.crypto.opaque import hash_secret, mint_refresh_token, open_successor, seal_successor
-from keyturn.domain.models import ClientInfo, PurgeCutoffs, Rotation, Session, SessionMode, SpentToken, TokenPair, User
+from keyturn.domain.models import (
+    MAX_USER_AGENT,
+    ClientInfo,
+    PurgeCutoffs,
+    Rotation,
+    Session,
+    SessionMode,
+    SpentToken,
+    TokenPair,
+    User,
+)
 from keyturn.domain.ports import RevocationStore, SessionStore, UserLoader
 from keyturn.domain.tokens import TokenIssuer
 from keyturn.errors import NotFound, TokenExpired, TokenInvalid, TokenReused, TokenRevoked
 
-__all__ = ["MAX_USER_AGENT", "SessionPolicy", "Sessions"]
+__all__ = ["SessionPolicy", "Sessions"]
 
 #: Characters of a User-Agent header kept on a session (the column's width).
-MAX_USER_AGENT = 512
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
