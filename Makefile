@@ -45,7 +45,7 @@ layers: $(DEV_STAMP)
 pytest: $(DEV_STAMP)
 	$(BIN)/pytest
 
-# The benchmark suite (docs/performance.md): loopback only, at most 15 minutes; installs wrk, node and
+# The benchmark suite (docs/performance.md): loopback only, at most 20 minutes; installs wrk, node and
 # the Express peer if missing; writes bench/results/latest.md, latest.png and latest.json.
 bench: $(DEV_STAMP)
 	bash bench/run.sh

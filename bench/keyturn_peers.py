@@ -56,9 +56,14 @@ BENCH_PASSWORD: Final = "plover-anchor-velvet-1987-quartz"
 STORM_ACCOUNTS: Final = 48
 #: Refresh tokens minted per database (``BENCH_REFRESH_TOKENS``). Each can be refreshed once: a run
 #: of the suite's default length (2 s warm-up + 3 x 5 s) needs about 17 x refresh/s of them, so this
-#: covers up to ~600 refresh/s; a faster server runs out, and the harness then marks the run invalid
+#: covers up to ~1,400 refresh/s; a faster server runs out, and the harness then marks the run invalid
 #: (it never lets a token be replayed silently) -- raise it then.
-REFRESH_TOKENS: Final = int(os.environ.get("BENCH_REFRESH_TOKENS", "10000"))
+REFRESH_TOKENS: Final = int(os.environ.get("BENCH_REFRESH_TOKENS", "24000"))
+#: Worker processes of the refresh servers (``BENCH_REFRESH_WORKERS``): one per core, as deployed
+#: (docs/deploy.md). Refreshing is CPU work in Python around database round trips, so one process
+#: would leave the second core to PostgreSQL and wrk alone. The login storm keeps one worker: its
+#: hashing already runs on one thread per core.
+REFRESH_WORKERS: Final = int(os.environ.get("BENCH_REFRESH_WORKERS", str(os.cpu_count() or 1)))
 SUBJECT: Final = str(TUTORIAL_CLAIMS["id"])
 
 
@@ -135,12 +140,13 @@ def guarded_server(runtime: Runtime, key: HttpKey, work_dir: Path, workers: int 
 # --- the auth server ------------------------------------------------------------------------------
 
 
-def auth_server(name: str, runtime: Runtime, env: Mapping[str, str]) -> ServerSpec:
+def auth_server(name: str, runtime: Runtime, env: Mapping[str, str], workers: int = 1) -> ServerSpec:
     """keyturn's auth server: ``keyturn serve`` (uvicorn), or its app factory under granian."""
     if runtime == "uvicorn":
         argv = [str(Path(sys.executable).with_name("keyturn")), "serve", "--host", LOOPBACK, "--port", "{port}"]
+        argv += ["--workers", str(workers)]
         return ServerSpec(name=f"{name}-uvicorn", argv=argv, ready_path="/healthz", env=dict(env), ready_timeout_s=60)
-    spec = asgi_server(name, "keyturn.server.app:create_app", runtime, env=env, ready_path="/healthz")
+    spec = asgi_server(name, "keyturn.server.app:create_app", runtime, workers=workers, env=env, ready_path="/healthz")
     return ServerSpec(
         name=spec.name, argv=[*spec.argv[:-1], "--factory", spec.argv[-1]], ready_path="/healthz", env=spec.env
     )
@@ -226,7 +232,7 @@ def refresh_peer(database: Literal["sqlite", "postgresql"], runtime: Runtime, wo
     body = home / "refresh.json"
     body.write_text(json.dumps({"refresh_token": "{{token}}"}))
     load = LoadSpec("/auth/refresh", body_file=body, tokens_file=seed.write_lines(home / "tokens.txt", tokens))
-    server = auth_server(f"keyturn-refresh-{database}", runtime, env)
+    server = auth_server(f"keyturn-refresh-{database}", runtime, env, workers=REFRESH_WORKERS)
     return Contender(f"keyturn refresh ({database})", server, load, single_use=True)
 
 

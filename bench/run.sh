@@ -11,7 +11,7 @@ set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PYTHON="${PYTHON:-.venv/bin/python}"
-TIME_LIMIT="${BENCH_TIME_LIMIT:-15m}"
+TIME_LIMIT="${BENCH_TIME_LIMIT:-20m}"
 
 apt_install() {
   if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then

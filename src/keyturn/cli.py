@@ -143,6 +143,7 @@ def serve(host: str, port: int, workers: int) -> None:
         access_log=False,
         proxy_headers=False,
         server_header=False,
+        ws="none",  # keyturn serves no WebSocket: leave the websockets package (~1 MiB per worker) unloaded
         timeout_graceful_shutdown=settings.shutdown_timeout,
     )
 

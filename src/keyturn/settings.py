@@ -140,7 +140,7 @@ class Settings(BaseSettings):
     encryption_key: SecretStr | None = None
     key_rotation_interval: Duration = 0
     db_pool_size: int = Field(default=10, ge=1)
-    db_max_overflow: int = Field(default=10, ge=0)
+    db_max_overflow: int = Field(default=0, ge=0)
     db_pool_timeout: float = Field(default=5.0, gt=0)
     #: Prefix of every Redis key and channel, so several deployments can share one Redis.
     redis_prefix: str = Field(default="keyturn:", min_length=1, max_length=64)

@@ -5,9 +5,12 @@ from __future__ import annotations
 import secrets
 from urllib.parse import urlsplit, urlunsplit
 
+import anyio
+import asyncpg
 import httpx
 import pytest
 
+from keyturn.store.sql import IDLE_PING_AFTER
 from tests.availability.tcp_proxy import TcpProxy, tcp_proxy
 from tests.conftest import REDIS_URL, ClientFactory, SettingsFactory, assert_error, bearer, login, register
 
@@ -58,3 +61,35 @@ async def test_database_down_answers_503_then_recovers_by_itself(
             refreshed = await client.post("/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
             assert refreshed.status_code == 200, refreshed.text
             await login(client)
+
+
+async def _terminate_connections(pg_url: str) -> int:
+    """Kill every server process serving ``pg_url``'s database, as a PostgreSQL restart would."""
+    database = urlsplit(pg_url).path.lstrip("/")
+    admin = await asyncpg.connect(pg_url, timeout=5)
+    try:
+        killed = await admin.fetch(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+            database,
+        )
+    finally:
+        await admin.close()
+    return len(killed)
+
+
+@pytest.mark.parametrize("backend", ["postgres"])
+async def test_pooled_connections_killed_while_idle_are_replaced_unseen(
+    pg_url: str, make_settings: SettingsFactory, make_client: ClientFactory
+) -> None:
+    """Connections that died while idle in the pool (a restart, an idle timeout) never reach a request.
+
+    The pool pings a connection on checkout once it has been idle for ``IDLE_PING_AFTER``
+    seconds, and replaces it if the ping fails: every request below succeeds.
+    """
+    async with make_client(make_settings(), use_clock=False) as client:
+        await register(client)
+        tokens = await login(client)
+        assert await _terminate_connections(pg_url) > 0
+        await anyio.sleep(IDLE_PING_AFTER + 0.2)
+        responses = await _requests_needing_the_database(client, tokens)
+        assert [r.status_code for r in responses] == [200, 200, 200, 201, 200], [r.text for r in responses]

@@ -91,6 +91,35 @@ async def test_websocket_with_token_reaches_the_app(keyturn_tokens: TokenFactory
     assert principal_of(echo.scopes[0]).sub == "bob"
 
 
+@pytest.mark.parametrize(
+    ("name", "scheme"),
+    [
+        (b"authorization", "Bearer"),
+        (b"Authorization", "Bearer"),
+        (b"AUTHORIZATION", "bearer"),
+        (b"authorization", "BEARER"),
+    ],
+    ids=["lowercase", "capitalised-name", "uppercase-name", "uppercase-scheme"],
+)
+async def test_header_name_and_scheme_case_do_not_matter_on_a_cache_hit_either(
+    keyturn_tokens: TokenFactory, name: bytes, scheme: str
+) -> None:
+    """ASGI servers lowercase header names but the spec does not insist: the fast path must not depend on it."""
+    echo = Echo()
+    app = GuardMiddleware(echo, keyturn_tokens.guard())
+    token = keyturn_tokens.mint("carol")
+
+    async def nothing() -> Message:
+        return {}
+
+    async def ignore(_: Message) -> None:
+        return None
+
+    for _ in range(2):  # the first request verifies the token, the second is answered from the cache
+        await app({"type": "http", "path": "/", "headers": [(name, f"{scheme} {token}".encode())]}, nothing, ignore)
+    assert [principal_of(scope).sub for scope in echo.scopes] == ["carol", "carol"]
+
+
 async def test_lifespan_passes_through_untouched(keyturn_tokens: TokenFactory) -> None:
     """Lifespan events are not HTTP: the middleware does not look at them."""
     echo = Echo()

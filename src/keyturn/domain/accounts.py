@@ -15,11 +15,25 @@ from keyturn.crypto.passwords import PasswordHasher
 from keyturn.domain.identity import check_password, normalise_email, normalise_password
 from keyturn.domain.models import User
 from keyturn.domain.ports import UserStore
-from keyturn.errors import AccountDisabled, InvalidCredentials, NotFound, ValidationFailed
+from keyturn.errors import AccountDisabled, InvalidCredentials, NotFound, TokenRevoked, ValidationFailed
 
-__all__ = ["Accounts"]
+__all__ = ["Accounts", "acting_user"]
 
 MAX_NAME_LENGTH = 200
+
+
+def acting_user(user: User | None) -> User:
+    """The account behind a session, token or key, if it may still act.
+
+    Checked on every use, never cached: disabling an account must stop its tokens
+    now, not when they expire. A deleted account answers TokenRevoked (its
+    credentials were revoked with it); a disabled one AccountDisabled.
+    """
+    if user is None:
+        raise TokenRevoked()
+    if user.disabled:
+        raise AccountDisabled()
+    return user
 
 
 class Accounts:

@@ -6,12 +6,21 @@ is checked *before* any hashing (a 1 MB password must not cost an argon2 run), a
 they are refused when they appear in the list of common passwords that the
 ``zxcvbn`` package ships (its ``passwords`` frequency list, ~30k entries drawn from
 real breach corpora), or when they merely repeat the e-mail.
+
+That list is read from zxcvbn's source rather than imported: importing
+``zxcvbn.frequency_lists`` builds every one of its word lists (~12 MiB that a server
+would keep for good), when the check needs one. Only the entries a policy-compliant
+password could equal are kept, in one string (~110 kB).
 """
 
 from __future__ import annotations
 
+import ast
+import importlib.util
+import re
 import unicodedata
 from functools import cache
+from pathlib import Path
 from typing import Final
 
 from email_validator import EmailNotValidError, validate_email
@@ -47,11 +56,50 @@ def normalise_password(raw: str) -> str:
     return unicodedata.normalize("NFKC", raw)
 
 
-@cache
-def _common_passwords() -> frozenset[str]:
-    from zxcvbn.frequency_lists import FREQUENCY_LISTS  # noqa: PLC0415 - ~1 MB list, loaded on first use
+#: The line of ``zxcvbn/frequency_lists.py`` that holds the list: ``"passwords": "a,b,...".split(","),``.
+_PASSWORDS_LINE: Final = re.compile(r'"passwords": ("(?:[^"\\]|\\.)*")\.split\(","\),?')
 
-    return frozenset(FREQUENCY_LISTS["passwords"])
+
+def _zxcvbn_passwords_from_source() -> list[str] | None:
+    """zxcvbn's ``passwords`` list, read from its source file; None if that file is not as expected."""
+    spec = importlib.util.find_spec("zxcvbn")  # the top-level package: found, not imported
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        source = Path(folder) / "frequency_lists.py"
+        if not source.is_file():
+            continue
+        with source.open(encoding="utf-8") as lines:
+            for line in lines:
+                if match := _PASSWORDS_LINE.fullmatch(line.strip()):
+                    value = ast.literal_eval(match[1])
+                    return value.split(",") if isinstance(value, str) else None
+    return None
+
+
+def _zxcvbn_passwords() -> list[str]:
+    found = _zxcvbn_passwords_from_source()
+    if found is not None:
+        return found
+    from zxcvbn.frequency_lists import FREQUENCY_LISTS  # noqa: PLC0415 - fallback: a zxcvbn laid out otherwise
+
+    return list(FREQUENCY_LISTS["passwords"])
+
+
+@cache
+def _common_passwords() -> str:
+    """The list as one newline-framed string, loaded on first use: ``"\\nword\\n" in`` it is membership.
+
+    Entries shorter than :data:`MIN_PASSWORD_LENGTH` are left out: a password that short
+    is refused before this check, and case-folding never shortens a string.
+    """
+    kept = [word for word in _zxcvbn_passwords() if len(word) >= MIN_PASSWORD_LENGTH]
+    if any("\n" in word for word in kept):
+        raise RuntimeError("zxcvbn's password list changed shape: an entry holds a newline")
+    return "\n" + "\n".join(kept) + "\n"
+
+
+def _is_common_password(folded: str) -> bool:
+    """True if ``folded`` (a case-folded password of at least the minimum length) is on zxcvbn's list."""
+    return "\n" not in folded and f"\n{folded}\n" in _common_passwords()
 
 
 def check_password(raw: str, *, email: str | None = None, field: str = "password") -> str:
@@ -62,7 +110,7 @@ def check_password(raw: str, *, email: str | None = None, field: str = "password
     if len(password) > MAX_PASSWORD_LENGTH:
         raise ValidationFailed(fields={field: f"must be at most {MAX_PASSWORD_LENGTH} characters"})
     lowered = password.casefold()
-    if lowered in _common_passwords():
+    if _is_common_password(lowered):
         raise ValidationFailed(fields={field: "is a commonly used password; choose another"})
     if email and lowered in {email.casefold(), email.split("@")[0].casefold()}:
         raise ValidationFailed(fields={field: "must not be your e-mail address"})

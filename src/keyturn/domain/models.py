@@ -88,10 +88,15 @@ class Session:
 
 @dataclass(frozen=True, slots=True)
 class SpentToken:
-    """A refresh token's stored state: its session, and whether and when it was spent."""
+    """A refresh token's stored state: its session and owner, and whether and when it was spent.
+
+    The owner comes with the token (one read) because every refresh needs both: the
+    session to check, the account to check and to put in the new access token.
+    """
 
     token_hash: str
     session: Session
+    owner: User
     created_at: float
     spent_at: float | None = None
     sealed_successor: str | None = None

@@ -7,7 +7,7 @@ never imports them. Every method may raise
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Protocol
 
 from keyturn.crypto.keys import KeyChange, SigningKey
@@ -16,10 +16,7 @@ from keyturn.domain.models import ApiKey, PurgeCutoffs, Rotation, Session, Spent
 if TYPE_CHECKING:  # the records live beside the audit rules; only their types are needed here
     from keyturn.domain.audit import AuditEntry, StoredAuditEntry
 
-__all__ = ["ApiKeyStore", "AuditStore", "KeyStore", "RevocationStore", "SessionStore", "UserLoader", "UserStore"]
-
-#: Loads the account behind a session, raising if it may no longer act.
-UserLoader = Callable[[str], Awaitable[User]]
+__all__ = ["ApiKeyStore", "AuditStore", "KeyStore", "RevocationStore", "SessionStore", "UserStore"]
 
 
 class UserStore(Protocol):

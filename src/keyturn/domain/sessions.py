@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from keyturn.clock import Clock
 from keyturn.crypto.access_tokens import AccessToken
 from keyturn.crypto.opaque import hash_secret, mint_refresh_token, open_successor, seal_successor
+from keyturn.domain.accounts import acting_user
 from keyturn.domain.models import (
     MAX_USER_AGENT,
     ClientInfo,
@@ -34,7 +35,7 @@ from keyturn.domain.models import (
     TokenPair,
     User,
 )
-from keyturn.domain.ports import RevocationStore, SessionStore, UserLoader
+from keyturn.domain.ports import RevocationStore, SessionStore
 from keyturn.domain.tokens import TokenIssuer
 from keyturn.errors import NotFound, TokenExpired, TokenInvalid, TokenReused, TokenRevoked
 
@@ -122,16 +123,16 @@ class Sessions:
             scopes=access.scopes,
         )
 
-    async def refresh(self, token: str, client: ClientInfo, load_user: UserLoader) -> TokenPair:
+    async def refresh(self, token: str, client: ClientInfo) -> TokenPair:
         """Rotate ``token`` and return the successor with a fresh access token.
 
         Raises TokenInvalid (unknown token), TokenExpired (absolute or idle expiry),
         TokenRevoked (session revoked), TokenReused (spent token replayed after the
-        grace window; the session is revoked first), and whatever ``load_user`` raises.
+        grace window; the session is revoked first), AccountDisabled (owner disabled).
         """
         token_hash = hash_secret(token)
         found = await self._find(token_hash)
-        user = await load_user(found.session.user_id)
+        user = acting_user(found.owner)
         if found.spent_at is None:
             successor = mint_refresh_token()
             rotation = Rotation(

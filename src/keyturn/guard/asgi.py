@@ -32,17 +32,24 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 #: Where the verified principal is kept on the ASGI scope (also ``scope["state"]["principal"]``).
 PRINCIPAL_SCOPE_KEY: Final = "keyturn.principal"
 _POLICY_VIOLATION: Final = 1008
+_GUARDED_TYPES: Final = frozenset({"http", "websocket"})
+_AUTHORIZATION_LENGTH: Final = len(b"authorization")
+_API_KEY_LENGTH: Final = len(b"x-api-key")
 
 
 def _credential_headers(scope: Scope) -> tuple[str | None, str | None]:
-    """The first ``Authorization`` and ``X-API-Key`` header values, in one pass over the headers."""
+    """The first ``Authorization`` and ``X-API-Key`` header values, in one pass over the headers.
+
+    This runs on every request, so a header whose name has the wrong length is passed over
+    without lowercasing it (servers send names lowercased already, but ASGI does not insist on it).
+    """
     authorization: str | None = None
     api_key: str | None = None
     for key, value in scope.get("headers", ()):
-        name = key.lower()
-        if name == b"authorization" and authorization is None:
-            authorization = bytes(value).decode("latin-1")
-        elif name == b"x-api-key" and api_key is None:
+        if key == b"authorization" or (len(key) == _AUTHORIZATION_LENGTH and key.lower() == b"authorization"):
+            if authorization is None:
+                authorization = bytes(value).decode("latin-1")
+        elif (key == b"x-api-key" or (len(key) == _API_KEY_LENGTH and key.lower() == b"x-api-key")) and api_key is None:
             api_key = bytes(value).decode("latin-1")
     return authorization, api_key
 
@@ -90,7 +97,7 @@ class GuardMiddleware:
         self._requires = bool(self.roles or self.scopes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] not in ("http", "websocket") or scope.get("path") in self.exempt:
+        if scope["type"] not in _GUARDED_TYPES or scope.get("path") in self.exempt:
             await self.app(scope, receive, send)
             return
         try:
@@ -104,5 +111,8 @@ class GuardMiddleware:
             await _refuse(scope, send, error)
             return
         scope[PRINCIPAL_SCOPE_KEY] = principal
-        scope.setdefault("state", {})["principal"] = principal
+        state = scope.get("state")
+        if state is None:
+            scope["state"] = state = {}
+        state["principal"] = principal
         await self.app(scope, receive, send)

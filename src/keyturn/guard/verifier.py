@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -130,10 +131,19 @@ class _Verified:
     principal: Principal
     expires_at: float
     kid: str
+    #: The (immutable) key ring the token was verified with: while the guard still holds this very
+    #: ring, the signing key is still trusted without looking it up again.
+    ring: KeyRing
 
 
 class _VerifiedTokens:
-    """A thread-safe LRU of verified tokens; a hit is re-checked for expiry and key."""
+    """A bounded LRU of verified tokens; a hit is re-checked for expiry and key.
+
+    Hits take no lock: a hit is one ``get`` and one ``move_to_end``, each a single operation on
+    the ``OrderedDict`` (atomic under the GIL), so a concurrent thread can at worst evict the entry
+    in between -- the hit is still right, only its recency is lost. Insertions, evictions and
+    removals of stale entries hold the lock, so the size bound never slips.
+    """
 
     def __init__(self, size: int, leeway: float) -> None:
         self._size = size
@@ -142,16 +152,20 @@ class _VerifiedTokens:
         self._lock = threading.Lock()
 
     def get(self, token: str, now: float, ring: KeyRing | None) -> Principal | None:
-        with self._lock:
-            entry = self._entries.get(token)
-            if entry is None:
-                return None
-            stale = entry.expires_at <= now - self._leeway
-            if stale or ring is None or ring.verification_key(entry.kid) is None:
-                del self._entries[token]
-                return None
+        entry = self._entries.get(token)
+        if entry is None:
+            return None
+        if entry.expires_at <= now - self._leeway or (
+            ring is not entry.ring and (ring is None or ring.verification_key(entry.kid) is None)
+        ):
+            with self._lock:
+                self._entries.pop(token, None)
+            return None
+        try:  # noqa: SIM105 - contextlib.suppress would build a context manager on every hit
             self._entries.move_to_end(token)
-            return entry.principal
+        except KeyError:  # evicted by another thread since the get(): still a valid answer
+            pass
+        return entry.principal
 
     def put(self, token: str, entry: _Verified) -> None:
         if self._size == 0:
@@ -203,6 +217,9 @@ class Guard:
         self.leeway = _env_seconds("KEYTURN_LEEWAY", DEFAULT_LEEWAY) if leeway is None else float(leeway)
         self.tuning = tuning or GuardTuning()
         self._clock: Clock = clock or SystemClock()
+        # The clock is read on every request (cache hits included): the system clock's ``now`` is
+        # ``time.time`` itself, so call that directly rather than through a Python method.
+        self._now: Callable[[], float] = time.time if type(self._clock) is SystemClock else self._clock.now
         decrypt = _decryption_key(decryption_key)
         self.options = VerifyOptions(
             issuer=self.issuer,
@@ -268,9 +285,10 @@ class Guard:
         return self._verified(token, self._clock.now())
 
     def _verified(self, token: str, now: float) -> Principal:
-        verified = verify_access_token(token, self._jwks.ring(), self.options, now=now)
+        ring = self._jwks.ring()
+        verified = verify_access_token(token, ring, self.options, now=now)
         principal = Principal.from_claims(verified.claims)
-        self._tokens.put(token, _Verified(principal, verified.expires_at, verified.kid))
+        self._tokens.put(token, _Verified(principal, verified.expires_at, verified.kid, ring))
         return principal
 
     def _api_key_token(self, api_key: str) -> str | Flow[str]:
@@ -328,9 +346,9 @@ class Guard:
         else -- another scheme, an unknown token, an expired one -- is ``None``, and the caller
         takes the full path, which decides (and raises) as usual.
         """
-        if not authorization or authorization[:7].lower() != "bearer ":
+        if not authorization or (authorization[:7] != "Bearer " and authorization[:7].lower() != "bearer "):
             return None
-        return self._tokens.get(authorization[7:].strip(), self._clock.now(), self._jwks.current)
+        return self._tokens.get(authorization[7:].strip(), self._now(), self._jwks.current)
 
     async def verify(self, token: str) -> Principal:
         """Verify a Bearer token. Raises the contract errors (401 family, 503)."""

@@ -16,6 +16,7 @@ from keyturn.server.services import Services
 
 __all__ = [
     "Caller",
+    "ClientDep",
     "CurrentCaller",
     "ServicesDep",
     "SessionCaller",
@@ -33,13 +34,26 @@ def get_services(request: Request) -> Services:
     return services
 
 
-ServicesDep = Annotated[Services, Depends(get_services)]
+async def _services(request: Request) -> Services:
+    # A coroutine on purpose: FastAPI runs a plain ``def`` dependency on a worker
+    # thread, which costs a thread hop per request for an attribute read.
+    return get_services(request)
+
+
+ServicesDep = Annotated[Services, Depends(_services)]
 
 
 def client_info(request: Request) -> ClientInfo:
     """The caller's address and user agent (the proxy-aware address is set by middleware)."""
     ip = getattr(request.state, "client_ip", None) or (request.client.host if request.client else None)
     return ClientInfo(ip=ip, user_agent=request.headers.get("user-agent"))
+
+
+async def _client(request: Request) -> ClientInfo:
+    return client_info(request)  # a coroutine for the same reason as ``_services``
+
+
+ClientDep = Annotated[ClientInfo, Depends(_client)]
 
 
 def bearer_token(request: Request) -> str | None:

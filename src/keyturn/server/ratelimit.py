@@ -37,18 +37,20 @@ import time
 import unicodedata
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from limits import parse as parse_rate
 from limits.aio.storage import MemoryStorage, Storage
 from limits.errors import StorageError
 from limits.storage import storage_from_string
-from redis.asyncio import ConnectionPool
 
 from keyturn.clock import Clock
 from keyturn.domain.identity import normalise_email
 from keyturn.errors import RateLimited, ServiceUnavailable, ValidationFailed
 from keyturn.settings import Settings
+
+if TYPE_CHECKING:  # imported where used: a server without KEYTURN_REDIS_URL never loads redis (~5 MiB)
+    from redis.asyncio import ConnectionPool
 
 __all__ = [
     "MAX_LOCK",
@@ -119,6 +121,8 @@ def limits_storage(redis_url: str | None, *, prefix: str = KEY_PREFIX) -> tuple[
     """Redis (via redis-py, short timeouts, a pool the caller closes) when a URL is given, else memory."""
     if not redis_url:
         return _memory(), None
+    from redis.asyncio import ConnectionPool  # noqa: PLC0415 - only with Redis configured
+
     pool = ConnectionPool.from_url(redis_url, socket_timeout=REDIS_TIMEOUT, socket_connect_timeout=REDIS_TIMEOUT)
     # Passed through to redis-py's client (limits types its options as scalars only).
     client_options: dict[str, Any] = {"connection_pool": pool}

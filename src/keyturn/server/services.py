@@ -5,11 +5,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from keyturn.clock import Clock, SystemClock
 from keyturn.crypto.keys import SigningKey, symmetric_key_from_b64
 from keyturn.crypto.passwords import PROFILES, PasswordHasher
-from keyturn.domain.accounts import Accounts
+from keyturn.domain.accounts import Accounts, acting_user
 from keyturn.domain.administration import UserAdmin
 from keyturn.domain.api_keys import ApiKeyPolicy, ApiKeys
 from keyturn.domain.audit import Audit, AuditEvent, AuditValue
@@ -18,14 +19,15 @@ from keyturn.domain.models import User
 from keyturn.domain.ports import RevocationStore
 from keyturn.domain.sessions import SessionPolicy, Sessions
 from keyturn.domain.tokens import TokenIssuer, TokenPolicy
-from keyturn.errors import AccountDisabled, TokenRevoked
 from keyturn.server.cookies import CookiePolicy
 from keyturn.server.ratelimit import RateLimits
 from keyturn.settings import Settings
 from keyturn.store.api_keys import SqlApiKeyStore
 from keyturn.store.audit import SqlAuditStore
 from keyturn.store.migrate import migrate
-from keyturn.store.redis import Fleet, RedisLink, ReplicatedRevocations
+
+if TYPE_CHECKING:  # imported where used: without KEYTURN_REDIS_URL, redis is never loaded (~5 MiB)
+    from keyturn.store.redis import Fleet
 from keyturn.store.sql import (
     Database,
     SqlKeyStore,
@@ -72,11 +74,7 @@ class Services:
     async def load_active_user(self, user_id: str) -> User:
         """The user behind a session; disabled or deleted accounts may no longer act."""
         stored = await self.users.by_id(user_id)
-        if stored is None:
-            raise TokenRevoked()
-        if stored.user.disabled:
-            raise AccountDisabled()
-        return stored.user
+        return acting_user(stored.user if stored else None)
 
     async def start(self) -> None:
         """Migrate and load (or create) the signing keys."""
@@ -206,6 +204,8 @@ def _fleet(settings: Settings, db: Database, clock: Clock) -> Fleet | None:
     """The Redis side of a fleet instance, when ``KEYTURN_REDIS_URL`` is set (no I/O yet)."""
     if settings.redis_url is None:
         return None
+    from keyturn.store.redis import Fleet, RedisLink, ReplicatedRevocations  # noqa: PLC0415
+
     link = RedisLink(settings.redis_url, prefix=settings.redis_prefix)
     revocations = ReplicatedRevocations(
         db,

@@ -42,6 +42,12 @@ __all__ = ["AUDIT_LOCK_KEY", "SqlAuditStore"]
 AUDIT_LOCK_KEY: Final = int.from_bytes(b"kt-audit", "big") & 0x7FFF_FFFF_FFFF_FFFF
 
 
+# Built once: every login and refresh appends, and building a statement costs more than running it.
+_LOCK_PG: Final = text("SELECT pg_advisory_xact_lock(:key)")
+_HEAD: Final = select(audit_events.c.hash).order_by(audit_events.c.id.desc()).limit(1)
+_INSERT: Final = insert(audit_events).returning(audit_events.c.id, sort_by_parameter_order=True)
+
+
 def _entry(row: Row[Any]) -> StoredAuditEntry:
     return StoredAuditEntry(
         id=int(row.id),
@@ -128,7 +134,7 @@ class SqlAuditStore:
     async def _lock(self, conn: AsyncConnection) -> None:
         """Take the appenders' lock as the transaction's first statement."""
         if conn.dialect.name == "postgresql":
-            await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": AUDIT_LOCK_KEY})
+            await conn.execute(_LOCK_PG, {"key": AUDIT_LOCK_KEY})
         else:
             # The driver has not begun a transaction yet (it does so lazily, before the
             # first write); beginning it IMMEDIATE takes the write lock up front.
@@ -142,16 +148,14 @@ class SqlAuditStore:
         """Chain and store ``entries`` in order, in one transaction under the appenders' lock."""
         async with self._db.transaction() as conn:
             await self._lock(conn)
-            head = (await conn.execute(select(audit_events.c.hash).order_by(audit_events.c.id.desc()).limit(1))).first()
+            head = (await conn.execute(_HEAD)).first()
             prev_hash = head.hash if head else GENESIS_HASH
             rows: list[dict[str, Any]] = []
             for entry in entries:
                 digest = chain_hash(entry, prev_hash)
                 rows.append(_row(entry, prev_hash, digest))
                 prev_hash = digest
-            result = await conn.execute(
-                insert(audit_events).returning(audit_events.c.id, sort_by_parameter_order=True), rows
-            )
+            result = await conn.execute(_INSERT, rows)
             ids = [int(i) for i in result.scalars().all()]
         return [
             StoredAuditEntry(id=new_id, entry=entry, prev_hash=row["prev_hash"], hash=row["hash"])

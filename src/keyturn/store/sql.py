@@ -10,18 +10,19 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import anyio
 from joserfc.jwk import Key, OctKey
-from sqlalchemy import and_, delete, event, exists, insert, or_, select, text, update
+from sqlalchemy import and_, bindparam, delete, event, exists, insert, or_, select, text, update
 from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import Row
-from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -53,20 +54,61 @@ def sqlite_path(url: str) -> Path | None:
     return Path(url[len(prefix) :])
 
 
-def create_engine(url: str, *, pool_size: int = 10, max_overflow: int = 10, pool_timeout: float = 5.0) -> AsyncEngine:
-    """An async engine; SQLite gets foreign keys, WAL and a busy timeout on every connection."""
+def create_engine(url: str, *, pool_size: int = 10, max_overflow: int = 0, pool_timeout: float = 5.0) -> AsyncEngine:
+    """An async engine; SQLite gets foreign keys, WAL and a busy timeout on every connection.
+
+    No overflow by default: SQLAlchemy closes an overflow connection as soon as it is
+    returned, so a load above ``pool_size`` opened and closed a connection per request
+    (on SQLite a new thread and four PRAGMAs each time; on PostgreSQL a new backend).
+    Requests beyond the pool wait for a connection instead, at most ``pool_timeout``.
+    """
     if url.startswith("sqlite"):
-        engine = create_async_engine(url, connect_args={"timeout": 30})
+        pool = {"pool_size": pool_size, "max_overflow": max_overflow, "pool_timeout": pool_timeout}
+        engine = create_async_engine(url, connect_args={"timeout": 30}, **(pool if sqlite_path(url) else {}))
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
-    return create_async_engine(
+    engine = create_async_engine(
         url,
         pool_size=pool_size,
         max_overflow=max_overflow,
         pool_timeout=pool_timeout,
-        pool_pre_ping=True,
         connect_args={"timeout": pool_timeout},
     )
+    _ping_when_idle(engine, IDLE_PING_AFTER)
+    return engine
+
+
+#: Seconds a pooled connection may sit unused before it is pinged on checkout.
+IDLE_PING_AFTER: Final = 0.5
+
+
+def _ping_when_idle(engine: AsyncEngine, idle_after: float) -> None:
+    """Ping a pooled connection on checkout only if it sat unused for ``idle_after`` seconds.
+
+    SQLAlchemy's ``pool_pre_ping`` pings on *every* checkout: a round trip per
+    transaction, a quarter of all round trips of a refresh. A connection handed back
+    moments ago is as good as a ping (HikariCP skips its check within 500 ms of last
+    use for the same reason). A connection that fails the ping is replaced before
+    the request sees it; one that dies within the window fails that one request with
+    503, and SQLAlchemy then recycles every connection older than the failure.
+    """
+    dialect = engine.sync_engine.dialect
+
+    @event.listens_for(engine.sync_engine, "checkin")
+    def _returned(_dbapi_connection: Any, record: Any) -> None:
+        record.info["keyturn_idle_since"] = time.monotonic()
+
+    @event.listens_for(engine.sync_engine, "checkout")
+    def _lent(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get("keyturn_idle_since")
+        if since is None or time.monotonic() - since < idle_after:
+            return
+        try:
+            alive = dialect.do_ping(dbapi_connection)
+        except Exception as exc:  # any failure means: replace this connection
+            raise DisconnectionError() from exc
+        if not alive:
+            raise DisconnectionError()
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -87,6 +129,15 @@ class Database:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
+        self._autocommit: tuple[AsyncEngine, AsyncEngine] | None = None
+
+    def _autocommit_engine(self) -> AsyncEngine:
+        """The engine (sharing its pool) whose PostgreSQL connections run in autocommit."""
+        if self._autocommit is None or self._autocommit[0] is not self.engine:
+            engine = self.engine
+            pg = engine.dialect.name == "postgresql"
+            self._autocommit = (engine, engine.execution_options(isolation_level="AUTOCOMMIT") if pg else engine)
+        return self._autocommit[1]
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
@@ -107,6 +158,25 @@ class Database:
                 # request's fault, answered 422 rather than 500.
                 log.warning("database refused a value (SQLSTATE %s)", getattr(exc.orig, "sqlstate", "?"))
                 raise ValidationFailed(fields={"body": "contains a value that cannot be stored"}) from exc
+            raise
+
+    @asynccontextmanager
+    async def autocommit(self) -> AsyncIterator[AsyncConnection]:
+        """Statements that are each atomic on their own: no BEGIN/COMMIT round trips.
+
+        For single reads, and on PostgreSQL for single-statement writes. Each statement
+        commits as it completes (PostgreSQL autocommit; SQLite opens no transaction
+        for a SELECT, so use it only for reads there). Several statements that must
+        agree, or commit together, belong in :meth:`transaction`.
+        """
+        try:
+            async with self._autocommit_engine().connect() as conn:
+                yield conn
+        except _UNAVAILABLE as exc:
+            raise ServiceUnavailable() from exc
+        except DBAPIError as exc:
+            if exc.connection_invalidated:
+                raise ServiceUnavailable() from exc
             raise
 
     async def ping(self) -> None:
@@ -142,6 +212,88 @@ def _session(row: Row[Any]) -> Session:
     )
 
 
+# The statements of the hot paths (login, refresh, every protected request), built once:
+# building and cache-keying a statement costs more CPU than its round trip, so these
+# take bound parameters instead of being rebuilt per call.
+_USER_BY_ID: Final = select(users).where(users.c.id == bindparam("user_id"))
+_USER_BY_EMAIL: Final = select(users).where(users.c.email == bindparam("email"))
+_FIND_TOKEN: Final = (
+    select(
+        sessions,
+        refresh_tokens.c.created_at.label("token_created_at"),
+        refresh_tokens.c.spent_at,
+        refresh_tokens.c.sealed_successor,
+        users.c.email.label("owner_email"),
+        users.c.name.label("owner_name"),
+        users.c.roles.label("owner_roles"),
+        users.c.created_at.label("owner_created_at"),
+        users.c.disabled.label("owner_disabled"),
+    )
+    .join(refresh_tokens, sessions.c.id == refresh_tokens.c.session_id)
+    .join(users, users.c.id == sessions.c.user_id)
+    .where(refresh_tokens.c.token_hash == bindparam("token_hash"))
+)
+_SPEND: Final = (
+    update(refresh_tokens)
+    .where(
+        refresh_tokens.c.token_hash == bindparam("spend_hash"),
+        refresh_tokens.c.spent_at.is_(None),
+        exists().where(and_(sessions.c.id == bindparam("live_session"), sessions.c.revoked_at.is_(None))),
+    )
+    .values(spent_at=bindparam("spend_at"), sealed_successor=bindparam("sealed"))
+)
+# Re-checked under the session row's lock: a revocation or purge that committed after
+# ``_SPEND`` read its snapshot (PostgreSQL READ COMMITTED) makes this match nothing,
+# and the whole rotation rolls back.
+_TOUCH: Final = (
+    update(sessions)
+    .where(
+        sessions.c.id == bindparam("touch_session"),
+        sessions.c.revoked_at.is_(None),
+        sessions.c.expires_at > bindparam("touch_now"),
+    )
+    .values(last_used_at=bindparam("touch_at"), ip=bindparam("touch_ip"), user_agent=bindparam("touch_agent"))
+)
+_INSERT_TOKEN: Final = insert(refresh_tokens)
+_INSERT_SESSION: Final = insert(sessions).values(
+    {c: bindparam(c) for c in ("id", "user_id", "created_at", "last_used_at", "expires_at", "mode", "user_agent", "ip")}
+)
+# A session and its first token in one statement (one round trip, atomic without BEGIN/COMMIT).
+_CREATE_SESSION_PG: Final = text(
+    """
+    WITH opened AS (
+        INSERT INTO sessions (id, user_id, created_at, last_used_at, expires_at, mode, user_agent, ip)
+        VALUES (:id, :user_id, :created_at, :last_used_at, :expires_at, :mode, :user_agent, :ip)
+        RETURNING id, created_at
+    )
+    INSERT INTO refresh_tokens (token_hash, session_id, created_at) SELECT :token_hash, id, created_at FROM opened
+    """
+)
+# PostgreSQL does a rotation in one statement (one round trip instead of five): the
+# session row is locked and re-checked first, the token is spent only if that
+# matched, the successor inserted only if the spend matched. Of concurrent spenders
+# exactly one matches (``spent_at IS NULL`` is re-checked after the winner commits);
+# a revocation that committed first makes the session match nothing. A loser may
+# have touched ``last_used_at``: harmless, it is answering for that session too.
+_ROTATE_PG: Final = text(
+    """
+    WITH touched AS (
+        UPDATE sessions SET last_used_at = :at, ip = :ip, user_agent = :agent
+        WHERE id = :session_id AND revoked_at IS NULL AND expires_at > :at
+        RETURNING id
+    ), spent AS (
+        UPDATE refresh_tokens SET spent_at = :at, sealed_successor = :sealed
+        WHERE token_hash = :token_hash AND spent_at IS NULL AND EXISTS (SELECT 1 FROM touched)
+        RETURNING session_id
+    )
+    INSERT INTO refresh_tokens (token_hash, session_id, created_at)
+    SELECT :successor_hash, session_id, :at FROM spent
+    RETURNING token_hash
+    """
+)
+_REVOKED_UNTIL: Final = select(revocations.c.expires_at).where(revocations.c.session_id == bindparam("session_id"))
+
+
 class SqlUserStore:
     def __init__(self, db: Database) -> None:
         self._db = db
@@ -163,16 +315,16 @@ class SqlUserStore:
         except IntegrityError as exc:
             raise EmailTaken() from exc
 
-    async def _one(self, where: Any) -> StoredUser | None:
-        async with self._db.transaction() as conn:
-            row = (await conn.execute(select(users).where(where))).first()
+    async def _one(self, query: Any, params: dict[str, str]) -> StoredUser | None:
+        async with self._db.autocommit() as conn:
+            row = (await conn.execute(query, params)).first()
         return StoredUser(_user(row), row.password_hash) if row else None
 
     async def by_email(self, email: str) -> StoredUser | None:
-        return await self._one(users.c.email == email)
+        return await self._one(_USER_BY_EMAIL, {"email": email})
 
     async def by_id(self, user_id: str) -> StoredUser | None:
-        return await self._one(users.c.id == user_id)
+        return await self._one(_USER_BY_ID, {"user_id": user_id})
 
     async def set_password_hash(self, user_id: str, password_hash: str) -> None:
         async with self._db.transaction() as conn:
@@ -207,45 +359,44 @@ class SqlSessionStore:
         self._db = db
 
     async def create(self, session: Session, token_hash: str) -> None:
+        row = {
+            "id": session.id,
+            "user_id": session.user_id,
+            "created_at": session.created_at,
+            "last_used_at": session.last_used_at,
+            "expires_at": session.expires_at,
+            "mode": session.mode,
+            "user_agent": session.user_agent,
+            "ip": session.ip,
+            "token_hash": token_hash,
+        }
+        if self._db.engine.dialect.name == "postgresql":
+            async with self._db.autocommit() as conn:
+                await conn.execute(_CREATE_SESSION_PG, row)
+            return
         async with self._db.transaction() as conn:
+            await conn.execute(_INSERT_SESSION, row)
             await conn.execute(
-                insert(sessions).values(
-                    id=session.id,
-                    user_id=session.user_id,
-                    created_at=session.created_at,
-                    last_used_at=session.last_used_at,
-                    expires_at=session.expires_at,
-                    mode=session.mode,
-                    user_agent=session.user_agent,
-                    ip=session.ip,
-                )
-            )
-            await conn.execute(
-                insert(refresh_tokens).values(
-                    token_hash=token_hash,
-                    session_id=session.id,
-                    created_at=session.created_at,
-                )
+                _INSERT_TOKEN, {"token_hash": token_hash, "session_id": session.id, "created_at": session.created_at}
             )
 
     async def find_token(self, token_hash: str) -> SpentToken | None:
-        query = (
-            select(
-                sessions,
-                refresh_tokens.c.created_at.label("token_created_at"),
-                refresh_tokens.c.spent_at,
-                refresh_tokens.c.sealed_successor,
-            )
-            .join(refresh_tokens, sessions.c.id == refresh_tokens.c.session_id)
-            .where(refresh_tokens.c.token_hash == token_hash)
-        )
-        async with self._db.transaction() as conn:
-            row = (await conn.execute(query)).first()
+        async with self._db.autocommit() as conn:
+            row = (await conn.execute(_FIND_TOKEN, {"token_hash": token_hash})).first()
         if row is None:
             return None
+        owner = User(
+            id=row.user_id,
+            email=row.owner_email,
+            name=row.owner_name,
+            roles=tuple(json.loads(row.owner_roles)),
+            created_at=row.owner_created_at,
+            disabled=bool(row.owner_disabled),
+        )
         return SpentToken(
             token_hash=token_hash,
             session=_session(row),
+            owner=owner,
             created_at=row.token_created_at,
             spent_at=row.spent_at,
             sealed_successor=row.sealed_successor,
@@ -253,33 +404,43 @@ class SqlSessionStore:
 
     async def rotate(self, rotation: Rotation) -> bool:
         r = rotation
-        live_session = exists().where(and_(sessions.c.id == r.session_id, sessions.c.revoked_at.is_(None)))
-        spend = (
-            update(refresh_tokens)
-            .where(refresh_tokens.c.token_hash == r.token_hash, refresh_tokens.c.spent_at.is_(None), live_session)
-            .values(spent_at=r.at, sealed_successor=r.sealed_successor)
-        )
-        # Re-checked under the session row's lock: a revocation or purge that committed
-        # after ``spend`` read its snapshot (PostgreSQL READ COMMITTED) makes this match
-        # nothing, and the whole rotation rolls back.
-        touch = (
-            update(sessions)
-            .where(sessions.c.id == r.session_id, sessions.c.revoked_at.is_(None), sessions.c.expires_at > r.at)
-            .values(last_used_at=r.at, ip=r.client.ip, user_agent=r.client.user_agent)
-        )
+        if self._db.engine.dialect.name == "postgresql":
+            params = {
+                "at": r.at,
+                "ip": r.client.ip,
+                "agent": r.client.user_agent,
+                "session_id": r.session_id,
+                "sealed": r.sealed_successor,
+                "token_hash": r.token_hash,
+                "successor_hash": r.successor_hash,
+            }
+            async with self._db.autocommit() as conn:
+                return (await conn.execute(_ROTATE_PG, params)).first() is not None
+        spend = {
+            "spend_hash": r.token_hash,
+            "live_session": r.session_id,
+            "spend_at": r.at,
+            "sealed": r.sealed_successor,
+        }
+        touch = {
+            "touch_session": r.session_id,
+            "touch_now": r.at,
+            "touch_at": r.at,
+            "touch_ip": r.client.ip,
+            "touch_agent": r.client.user_agent,
+        }
+        successor = {"token_hash": r.successor_hash, "session_id": r.session_id, "created_at": r.at}
         try:
             async with self._db.transaction() as conn:
                 # The conditional UPDATE is the whole race story: of any number of
                 # concurrent spenders, on any number of processes, exactly one matches
                 # (PostgreSQL re-checks ``spent_at IS NULL`` after the winner commits;
                 # SQLite serialises writers on its database lock).
-                if (await conn.execute(spend)).rowcount != 1:
+                if (await conn.execute(_SPEND, spend)).rowcount != 1:
                     return False
-                if (await conn.execute(touch)).rowcount != 1:
+                if (await conn.execute(_TOUCH, touch)).rowcount != 1:
                     raise _RotationLost()
-                await conn.execute(
-                    insert(refresh_tokens).values(token_hash=r.successor_hash, session_id=r.session_id, created_at=r.at)
-                )
+                await conn.execute(_INSERT_TOKEN, successor)
         except _RotationLost:
             return False
         return True
@@ -372,10 +533,8 @@ class SqlRevocationStore:
     async def is_revoked(self, session_id: str) -> bool:
         if session_id in self._revoked:
             return True
-        async with self._db.transaction() as conn:
-            row = (
-                await conn.execute(select(revocations.c.expires_at).where(revocations.c.session_id == session_id))
-            ).first()
+        async with self._db.autocommit() as conn:
+            row = (await conn.execute(_REVOKED_UNTIL, {"session_id": session_id})).first()
         if row is None:
             return False
         self._remember(session_id, row.expires_at)

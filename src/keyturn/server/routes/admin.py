@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from keyturn.domain.administration import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from keyturn.domain.audit import AuditEvent, AuditValue
-from keyturn.domain.models import ClientInfo, User
-from keyturn.server.dependencies import Caller, ServicesDep, client_info, require_role
+from keyturn.domain.models import User
+from keyturn.server.dependencies import Caller, ClientDep, ServicesDep, require_role
 from keyturn.server.schemas import Ok, UserOut
 
 __all__ = ["router"]
@@ -74,7 +74,7 @@ async def patch_user(
     body: UserPatchRequest,
     caller: AdminCaller,
     services: ServicesDep,
-    client: Annotated[ClientInfo, Depends(client_info)],
+    client: ClientDep,
 ) -> Ok[AdminUserData]:
     user = await services.admin.update(
         user_id, roles=body.roles, disabled=body.disabled, actor=caller.user, actor_session=caller.session_id

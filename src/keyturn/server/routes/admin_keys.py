@@ -9,13 +9,12 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Body, Depends
+from fastapi import APIRouter, Body
 from pydantic import BaseModel, ConfigDict
 
 from keyturn.crypto.keys import SigningKey
 from keyturn.domain.audit import AuditEvent
-from keyturn.domain.models import ClientInfo
-from keyturn.server.dependencies import Caller, ServicesDep, client_info, require_role
+from keyturn.server.dependencies import Caller, ClientDep, ServicesDep, require_role
 from keyturn.server.schemas import Ok, iso
 
 __all__ = ["router"]
@@ -23,7 +22,6 @@ __all__ = ["router"]
 router = APIRouter(prefix="/admin/keys", tags=["admin"])
 
 AdminCaller = Annotated[Caller, require_role("admin")]
-Client = Annotated[ClientInfo, Depends(client_info)]
 
 
 class RotateRequest(BaseModel):
@@ -58,7 +56,7 @@ class KeysData(BaseModel):
 async def rotate(
     caller: AdminCaller,
     services: ServicesDep,
-    client: Client,
+    client: ClientDep,
     body: Annotated[RotateRequest | None, Body()] = None,
 ) -> Ok[RotatedData]:
     compromised = body is not None and body.compromised

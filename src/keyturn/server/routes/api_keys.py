@@ -7,16 +7,14 @@ can never mint itself a successor that outlives its revocation.
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from keyturn.domain.api_keys import MAX_EXPIRES_IN, MIN_EXPIRES_IN
 from keyturn.domain.audit import AuditEvent
-from keyturn.domain.models import ApiKey, ClientInfo
+from keyturn.domain.models import ApiKey
 from keyturn.errors import NotFound
-from keyturn.server.dependencies import ServicesDep, SessionCaller, client_info, record_own
+from keyturn.server.dependencies import ClientDep, ServicesDep, SessionCaller, record_own
 from keyturn.server.schemas import AccessTokenData, Ok, RevokedData, UserOut, iso
 
 __all__ = ["router"]
@@ -71,12 +69,9 @@ class ApiKeysData(BaseModel):
     api_keys: list[ApiKeyOut]
 
 
-Client = Annotated[ClientInfo, Depends(client_info)]
-
-
 @router.post("/api-keys", status_code=201, response_model=Ok[ApiKeyCreated], summary="Create an API key")
 async def create_api_key(
-    body: ApiKeyCreateRequest, caller: SessionCaller, services: ServicesDep, client: Client, response: Response
+    body: ApiKeyCreateRequest, caller: SessionCaller, services: ServicesDep, client: ClientDep, response: Response
 ) -> Ok[ApiKeyCreated]:
     created = await services.api_keys.create(
         caller.user, name=body.name, scopes=body.scopes, expires_in=body.expires_in
@@ -96,7 +91,9 @@ async def list_api_keys(caller: SessionCaller, services: ServicesDep) -> Ok[ApiK
 
 
 @router.delete("/api-keys/{key_id}", response_model=Ok[RevokedData], summary="Revoke one of your API keys")
-async def revoke_api_key(key_id: str, caller: SessionCaller, services: ServicesDep, client: Client) -> Ok[RevokedData]:
+async def revoke_api_key(
+    key_id: str, caller: SessionCaller, services: ServicesDep, client: ClientDep
+) -> Ok[RevokedData]:
     if len(key_id) > 64:
         raise NotFound("No such API key.")
     await services.api_keys.revoke(caller.user.id, key_id)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Depends, Request, Response
+from fastapi import APIRouter, Body, Request, Response
 
 from keyturn.domain.audit import AuditEvent
-from keyturn.domain.models import ClientInfo, TokenPair
+from keyturn.domain.models import TokenPair
 from keyturn.errors import NotFound, TokenInvalid, TokenReused, Unauthorized
 from keyturn.server import abuse
-from keyturn.server.dependencies import CurrentCaller, ServicesDep, SessionCaller, client_info, record_own
+from keyturn.server.dependencies import ClientDep, CurrentCaller, ServicesDep, SessionCaller, record_own
 from keyturn.server.schemas import (
     AccessTokenData,
     LoginRequest,
@@ -30,7 +30,6 @@ from keyturn.server.schemas import (
 from keyturn.server.services import Services
 
 router = APIRouter(prefix="/auth", tags=["auth"])
-Client = Annotated[ClientInfo, Depends(client_info)]
 
 
 TokenAnswer = Ok[TokenData] | Ok[AccessTokenData]
@@ -59,7 +58,7 @@ def _answer(services: Services, response: Response, pair: TokenPair) -> TokenAns
     summary="Create an account",
     dependencies=[abuse.REGISTER_LIMIT],
 )
-async def register(body: RegisterRequest, services: ServicesDep, client: Client) -> Ok[UserData]:
+async def register(body: RegisterRequest, services: ServicesDep, client: ClientDep) -> Ok[UserData]:
     user = await services.accounts.register(body.email, body.password, body.name)
     await services.audit.record(
         AuditEvent.REGISTERED, client=client, actor_id=user.id, user_id=user.id, email=user.email
@@ -68,7 +67,7 @@ async def register(body: RegisterRequest, services: ServicesDep, client: Client)
 
 
 @router.post("/login", response_model=TokenAnswer, summary="Log in")
-async def login(body: LoginRequest, services: ServicesDep, client: Client, response: Response) -> TokenAnswer:
+async def login(body: LoginRequest, services: ServicesDep, client: ClientDep, response: Response) -> TokenAnswer:
     user = await abuse.authenticate(services, body.email, body.password, client)
     pair = await services.sessions.start(user, client, body.session)
     await services.audit.record(
@@ -88,7 +87,7 @@ async def login(body: LoginRequest, services: ServicesDep, client: Client, respo
 async def refresh(
     request: Request,
     services: ServicesDep,
-    client: Client,
+    client: ClientDep,
     response: Response,
     body: Annotated[RefreshRequest | None, Body()] = None,
 ) -> TokenAnswer:
@@ -99,7 +98,7 @@ async def refresh(
             raise Unauthorized("A refresh token is required.")
         services.cookies.check_csrf(request)
     try:
-        pair = await services.sessions.refresh(token, client, services.load_active_user)
+        pair = await services.sessions.refresh(token, client)
     except TokenReused:
         await abuse.audit_reuse(services, token, client)
         raise
@@ -120,7 +119,7 @@ async def logout(
     caller: SessionCaller,
     services: ServicesDep,
     response: Response,
-    client: Client,
+    client: ClientDep,
     body: Annotated[LogoutRequest | None, Body()] = None,
 ) -> Ok[RevokedData]:
     targets = {caller.session_id} if caller.session_id else set()
@@ -141,7 +140,7 @@ async def logout(
 
 @router.post("/logout-all", response_model=Ok[RevokedData], summary="Revoke every session")
 async def logout_all(
-    caller: SessionCaller, services: ServicesDep, response: Response, client: Client
+    caller: SessionCaller, services: ServicesDep, response: Response, client: ClientDep
 ) -> Ok[RevokedData]:
     revoked = await services.sessions.revoke_all(caller.user.id)
     if caller.session_id:
@@ -164,7 +163,7 @@ async def list_sessions(caller: SessionCaller, services: ServicesDep) -> Ok[Sess
 
 @router.delete("/sessions/{session_id}", response_model=Ok[RevokedData], summary="Revoke one of your sessions")
 async def revoke_session(
-    session_id: str, caller: SessionCaller, services: ServicesDep, client: Client
+    session_id: str, caller: SessionCaller, services: ServicesDep, client: ClientDep
 ) -> Ok[RevokedData]:
     if len(session_id) > 64:
         raise NotFound("No such session.")
@@ -175,7 +174,7 @@ async def revoke_session(
 
 @router.post("/password", response_model=Ok[PasswordChangedData], summary="Change your password")
 async def change_password(
-    body: PasswordChangeRequest, caller: SessionCaller, services: ServicesDep, client: Client
+    body: PasswordChangeRequest, caller: SessionCaller, services: ServicesDep, client: ClientDep
 ) -> Ok[PasswordChangedData]:
     user = await abuse.change_password(services, caller.user, body.current_password, body.new_password, client)
     revoked = await services.sessions.revoke_all(user.id, keep=caller.session_id)
