@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 
 from keyturn.domain.models import ApiKey, User
 from keyturn.errors import NotFound
-from keyturn.store.sql import Database
+from keyturn.store.sql import OWNER_COLUMNS, Database, owner_of
 from keyturn.store.tables import api_keys, users
 
 __all__ = ["SqlApiKeyStore"]
@@ -37,25 +37,6 @@ def _api_key(row: Row[Any]) -> ApiKey:
 
 
 _COLUMNS = [c for c in api_keys.c if c.name != "key_hash"]
-#: The owner's columns, beside the key's, for the one-query lookup (never the password hash).
-_OWNER = [
-    users.c.email.label("owner_email"),
-    users.c.name.label("owner_name"),
-    users.c.roles.label("owner_roles"),
-    users.c.disabled.label("owner_disabled"),
-    users.c.created_at.label("owner_created_at"),
-]
-
-
-def _owner(row: Row[Any]) -> User:
-    return User(
-        id=row.user_id,
-        email=row.owner_email,
-        name=row.owner_name,
-        roles=tuple(json.loads(row.owner_roles)),
-        created_at=row.owner_created_at,
-        disabled=bool(row.owner_disabled),
-    )
 
 
 class SqlApiKeyStore:
@@ -89,13 +70,13 @@ class SqlApiKeyStore:
 
     async def by_hash(self, key_hash: str) -> tuple[ApiKey, User] | None:
         query = (
-            select(*_COLUMNS, *_OWNER)
+            select(*_COLUMNS, *OWNER_COLUMNS)
             .join(users, users.c.id == api_keys.c.user_id)
             .where(api_keys.c.key_hash == key_hash)
         )
         async with self._db.transaction() as conn:
             row = (await conn.execute(query)).first()
-        return (_api_key(row), _owner(row)) if row else None
+        return (_api_key(row), owner_of(row)) if row else None
 
     async def get(self, key_id: str) -> ApiKey | None:
         return await self._one(api_keys.c.id == key_id)

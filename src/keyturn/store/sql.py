@@ -25,6 +25,7 @@ from sqlalchemy.engine import Row
 from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.sql.elements import Label
 
 from keyturn.crypto.keys import KeyChange, KeyState, SigningKey, is_sealed, load_private_jwk, seal_private_jwk
 from keyturn.domain.models import PurgeCutoffs, Rotation, Session, SpentToken, StoredUser, User
@@ -32,6 +33,8 @@ from keyturn.errors import EmailTaken, ServiceUnavailable, ValidationFailed
 from keyturn.store.tables import refresh_tokens, revocations, sessions, signing_keys, users
 
 __all__ = [
+    "OWNER_COLUMNS",
+    "owner_of",
     "sqlite_path",
     "Database",
     "SqlKeyStore",
@@ -212,6 +215,28 @@ def _session(row: Row[Any]) -> Session:
     )
 
 
+#: An account's columns, labelled, for reads that join the owner of a row (never the password hash).
+OWNER_COLUMNS: Final[tuple[Label[Any], ...]] = (
+    users.c.email.label("owner_email"),
+    users.c.name.label("owner_name"),
+    users.c.roles.label("owner_roles"),
+    users.c.disabled.label("owner_disabled"),
+    users.c.created_at.label("owner_created_at"),
+)
+
+
+def owner_of(row: Row[Any]) -> User:
+    """The account joined by :data:`OWNER_COLUMNS` to a row that has its ``user_id``."""
+    return User(
+        id=row.user_id,
+        email=row.owner_email,
+        name=row.owner_name,
+        roles=tuple(json.loads(row.owner_roles)),
+        created_at=row.owner_created_at,
+        disabled=bool(row.owner_disabled),
+    )
+
+
 # The statements of the hot paths (login, refresh, every protected request), built once:
 # building and cache-keying a statement costs more CPU than its round trip, so these
 # take bound parameters instead of being rebuilt per call.
@@ -223,11 +248,7 @@ _FIND_TOKEN: Final = (
         refresh_tokens.c.created_at.label("token_created_at"),
         refresh_tokens.c.spent_at,
         refresh_tokens.c.sealed_successor,
-        users.c.email.label("owner_email"),
-        users.c.name.label("owner_name"),
-        users.c.roles.label("owner_roles"),
-        users.c.created_at.label("owner_created_at"),
-        users.c.disabled.label("owner_disabled"),
+        *OWNER_COLUMNS,
     )
     .join(refresh_tokens, sessions.c.id == refresh_tokens.c.session_id)
     .join(users, users.c.id == sessions.c.user_id)
@@ -385,18 +406,10 @@ class SqlSessionStore:
             row = (await conn.execute(_FIND_TOKEN, {"token_hash": token_hash})).first()
         if row is None:
             return None
-        owner = User(
-            id=row.user_id,
-            email=row.owner_email,
-            name=row.owner_name,
-            roles=tuple(json.loads(row.owner_roles)),
-            created_at=row.owner_created_at,
-            disabled=bool(row.owner_disabled),
-        )
         return SpentToken(
             token_hash=token_hash,
             session=_session(row),
-            owner=owner,
+            owner=owner_of(row),
             created_at=row.token_created_at,
             spent_at=row.spent_at,
             sealed_successor=row.sealed_successor,
