@@ -41,8 +41,6 @@ from keyturn.errors import NotFound, TokenExpired, TokenInvalid, TokenReused, To
 
 __all__ = ["SessionPolicy", "Sessions"]
 
-#: Characters of a User-Agent header kept on a session (the column's width).
-
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SessionPolicy:

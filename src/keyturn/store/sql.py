@@ -18,7 +18,7 @@ from typing import Any, Final
 
 import anyio
 from joserfc.jwk import Key, OctKey
-from sqlalchemy import and_, bindparam, delete, event, exists, insert, or_, select, text, update
+from sqlalchemy import Float, and_, bindparam, delete, event, insert, or_, select, text, update
 from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import Row
@@ -132,22 +132,24 @@ class Database:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
-        self._autocommit: tuple[AsyncEngine, AsyncEngine] | None = None
 
-    def _autocommit_engine(self) -> AsyncEngine:
-        """The engine (sharing its pool) whose PostgreSQL connections run in autocommit."""
-        if self._autocommit is None or self._autocommit[0] is not self.engine:
-            engine = self.engine
-            pg = engine.dialect.name == "postgresql"
-            self._autocommit = (engine, engine.execution_options(isolation_level="AUTOCOMMIT") if pg else engine)
-        return self._autocommit[1]
+    @property
+    def engine(self) -> AsyncEngine:
+        return self._engine
+
+    @engine.setter
+    def engine(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        #: True on PostgreSQL, where single statements run in autocommit (see :meth:`autocommit`).
+        self.postgres = engine.dialect.name == "postgresql"
+        # The same pool, its PostgreSQL connections lent in autocommit mode.
+        self._autocommit_engine = engine.execution_options(isolation_level="AUTOCOMMIT") if self.postgres else engine
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[AsyncConnection]:
-        """One transaction; unreachable or failing databases raise ServiceUnavailable."""
+    async def _translated(self) -> AsyncIterator[None]:
+        """Driver failures as contract errors: unreachable → ServiceUnavailable, bad value → 422."""
         try:
-            async with self.engine.begin() as conn:
-                yield conn
+            yield
         except IntegrityError:
             raise
         except _UNAVAILABLE as exc:
@@ -164,6 +166,12 @@ class Database:
             raise
 
     @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncConnection]:
+        """One transaction; unreachable or failing databases raise ServiceUnavailable."""
+        async with self._translated(), self.engine.begin() as conn:
+            yield conn
+
+    @asynccontextmanager
     async def autocommit(self) -> AsyncIterator[AsyncConnection]:
         """Statements that are each atomic on their own: no BEGIN/COMMIT round trips.
 
@@ -172,15 +180,8 @@ class Database:
         for a SELECT, so use it only for reads there). Several statements that must
         agree, or commit together, belong in :meth:`transaction`.
         """
-        try:
-            async with self._autocommit_engine().connect() as conn:
-                yield conn
-        except _UNAVAILABLE as exc:
-            raise ServiceUnavailable() from exc
-        except DBAPIError as exc:
-            if exc.connection_invalidated:
-                raise ServiceUnavailable() from exc
-            raise
+        async with self._translated(), self._autocommit_engine.connect() as conn:
+            yield conn
 
     async def ping(self) -> None:
         async with self.transaction() as conn:
@@ -191,13 +192,19 @@ class Database:
 
 
 def _user(row: Row[Any]) -> User:
+    return _account(row.id, row, "")
+
+
+def _account(user_id: str, row: Row[Any], prefix: str) -> User:
+    """A :class:`User` from a row's account columns, named with ``prefix`` when joined to another table."""
+    fields = row._mapping
     return User(
-        id=row.id,
-        email=row.email,
-        name=row.name,
-        roles=tuple(json.loads(row.roles)),
-        created_at=row.created_at,
-        disabled=bool(row.disabled),
+        id=user_id,
+        email=fields[f"{prefix}email"],
+        name=fields[f"{prefix}name"],
+        roles=tuple(json.loads(fields[f"{prefix}roles"])),
+        created_at=fields[f"{prefix}created_at"],
+        disabled=bool(fields[f"{prefix}disabled"]),
     )
 
 
@@ -227,14 +234,7 @@ OWNER_COLUMNS: Final[tuple[Label[Any], ...]] = (
 
 def owner_of(row: Row[Any]) -> User:
     """The account joined by :data:`OWNER_COLUMNS` to a row that has its ``user_id``."""
-    return User(
-        id=row.user_id,
-        email=row.owner_email,
-        name=row.owner_name,
-        roles=tuple(json.loads(row.owner_roles)),
-        created_at=row.owner_created_at,
-        disabled=bool(row.owner_disabled),
-    )
+    return _account(row.user_id, row, "owner_")
 
 
 # The statements of the hot paths (login, refresh, every protected request), built once:
@@ -254,26 +254,19 @@ _FIND_TOKEN: Final = (
     .join(users, users.c.id == sessions.c.user_id)
     .where(refresh_tokens.c.token_hash == bindparam("token_hash"))
 )
-_SPEND: Final = (
-    update(refresh_tokens)
-    .where(
-        refresh_tokens.c.token_hash == bindparam("spend_hash"),
-        refresh_tokens.c.spent_at.is_(None),
-        exists().where(and_(sessions.c.id == bindparam("live_session"), sessions.c.revoked_at.is_(None))),
-    )
-    .values(spent_at=bindparam("spend_at"), sealed_successor=bindparam("sealed"))
-)
-# Re-checked under the session row's lock: a revocation or purge that committed after
-# ``_SPEND`` read its snapshot (PostgreSQL READ COMMITTED) makes this match nothing,
-# and the whole rotation rolls back.
+# SQLite's rotation: the steps of ``_ROTATE_PG`` below, in one transaction. The first
+# UPDATE takes SQLite's database write lock, so concurrent rotations run one after
+# the other and the next one finds the token spent.
+_ROTATED_AT: Final = bindparam("rotated_at", type_=Float)
 _TOUCH: Final = (
     update(sessions)
-    .where(
-        sessions.c.id == bindparam("touch_session"),
-        sessions.c.revoked_at.is_(None),
-        sessions.c.expires_at > bindparam("touch_now"),
-    )
-    .values(last_used_at=bindparam("touch_at"), ip=bindparam("touch_ip"), user_agent=bindparam("touch_agent"))
+    .where(sessions.c.id == bindparam("touch_id"), sessions.c.revoked_at.is_(None), sessions.c.expires_at > _ROTATED_AT)
+    .values(last_used_at=_ROTATED_AT, ip=bindparam("client_ip"), user_agent=bindparam("client_agent"))
+)
+_SPEND: Final = (
+    update(refresh_tokens)
+    .where(refresh_tokens.c.token_hash == bindparam("spent_hash"), refresh_tokens.c.spent_at.is_(None))
+    .values(spent_at=_ROTATED_AT, sealed_successor=bindparam("sealed"))
 )
 _INSERT_TOKEN: Final = insert(refresh_tokens)
 _INSERT_SESSION: Final = insert(sessions).values(
@@ -372,7 +365,7 @@ class SqlUserStore:
 
 
 class _RotationLost(Exception):
-    """Rolls a rotation back when its session died after the token was spent."""
+    """Rolls a rotation back when a concurrent refresh spent its token first."""
 
 
 class SqlSessionStore:
@@ -391,7 +384,7 @@ class SqlSessionStore:
             "ip": session.ip,
             "token_hash": token_hash,
         }
-        if self._db.engine.dialect.name == "postgresql":
+        if self._db.postgres:
             async with self._db.autocommit() as conn:
                 await conn.execute(_CREATE_SESSION_PG, row)
             return
@@ -417,7 +410,7 @@ class SqlSessionStore:
 
     async def rotate(self, rotation: Rotation) -> bool:
         r = rotation
-        if self._db.engine.dialect.name == "postgresql":
+        if self._db.postgres:
             params = {
                 "at": r.at,
                 "ip": r.client.ip,
@@ -429,30 +422,21 @@ class SqlSessionStore:
             }
             async with self._db.autocommit() as conn:
                 return (await conn.execute(_ROTATE_PG, params)).first() is not None
-        spend = {
-            "spend_hash": r.token_hash,
-            "live_session": r.session_id,
-            "spend_at": r.at,
+        steps = {
+            "rotated_at": r.at,
+            "touch_id": r.session_id,
+            "client_ip": r.client.ip,
+            "client_agent": r.client.user_agent,
+            "spent_hash": r.token_hash,
             "sealed": r.sealed_successor,
-        }
-        touch = {
-            "touch_session": r.session_id,
-            "touch_now": r.at,
-            "touch_at": r.at,
-            "touch_ip": r.client.ip,
-            "touch_agent": r.client.user_agent,
         }
         successor = {"token_hash": r.successor_hash, "session_id": r.session_id, "created_at": r.at}
         try:
             async with self._db.transaction() as conn:
-                # The conditional UPDATE is the whole race story: of any number of
-                # concurrent spenders, on any number of processes, exactly one matches
-                # (PostgreSQL re-checks ``spent_at IS NULL`` after the winner commits;
-                # SQLite serialises writers on its database lock).
-                if (await conn.execute(_SPEND, spend)).rowcount != 1:
-                    return False
-                if (await conn.execute(_TOUCH, touch)).rowcount != 1:
-                    raise _RotationLost()
+                if (await conn.execute(_TOUCH, steps)).rowcount != 1:
+                    return False  # the session was revoked or expired meanwhile
+                if (await conn.execute(_SPEND, steps)).rowcount != 1:
+                    raise _RotationLost()  # a concurrent refresh spent it first: undo the touch
                 await conn.execute(_INSERT_TOKEN, successor)
         except _RotationLost:
             return False
@@ -533,7 +517,7 @@ class SqlRevocationStore:
             return
         # An upsert, not read-then-insert: concurrent revocations of one session (racing
         # replays, logout beside logout-all) must not collide on the primary key.
-        dialect = pg_dialect if self._db.engine.dialect.name == "postgresql" else sqlite_dialect
+        dialect = pg_dialect if self._db.postgres else sqlite_dialect
         stmt = dialect.insert(revocations).values(rows)
         upsert = stmt.on_conflict_do_update(
             index_elements=[revocations.c.session_id], set_={"expires_at": stmt.excluded.expires_at}
