@@ -379,6 +379,9 @@ class StormComparison:
     storm: LoadSpec | LoadFactory
     hash_bound_per_s: float | None = None
     hash_bound_note: str = ""
+    #: Password verifications/s measured with every core hashing at once (nothing else
+    #: running), when known: the bound as the cores really deliver it.
+    all_cores_hashing_per_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -408,6 +411,14 @@ class StormOutcome:
         if not bound:
             return None
         return Spread.of([run.requests_per_s / bound for run in self.storm])
+
+    @property
+    def all_cores_ratio(self) -> Spread | None:
+        """Storm requests/s ÷ the measured rate of all cores hashing at once."""
+        measured = self.comparison.all_cores_hashing_per_s
+        if not measured:
+            return None
+        return Spread.of([run.requests_per_s / measured for run in self.storm])
 
     @property
     def unanswered(self) -> int:

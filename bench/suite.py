@@ -285,6 +285,7 @@ def storm_comparisons(ctx: Context) -> tuple[list[StormComparison], list[str]]:
             storm=peer.storm,
             hash_bound_per_s=peer.hash_bound_per_s,
             hash_bound_note=peer.hash_bound_note,
+            all_cores_hashing_per_s=peer.all_cores_hashing_per_s,
         )
     )
     return storms, []

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from fastapi.routing import APIRoute
+from starlette.routing import Route
 
 from tests.conftest import ClientFactory, SettingsFactory
 
@@ -71,3 +73,35 @@ async def test_openapi_describes_every_endpoint(client: httpx.AsyncClient) -> No
     docs = await client.get("/docs")
     assert docs.status_code == 200
     assert "swagger" in docs.text.lower()
+
+
+async def test_openapi_documents_the_error_envelope_on_every_operation(client: httpx.AsyncClient) -> None:
+    """Every operation documents the contract's error answers with the envelope, not FastAPI's default.
+
+    The routes are served flat (app.py ``_serve_flat``), so each router must declare them: a
+    router that forgot would show FastAPI's ``HTTPValidationError`` for 422 and no 401/503.
+    """
+    spec = (await client.get("/openapi.json")).json()
+    assert "HTTPValidationError" not in spec["components"]["schemas"]
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            for status in ("401", "403", "404", "409", "413", "422", "429", "503"):
+                body = operation["responses"][status]["content"]["application/json"]["schema"]
+                assert body == {"$ref": "#/components/schemas/ErrorBody"}, (method, path, status)
+
+
+async def test_routes_are_served_flat(client: httpx.AsyncClient) -> None:
+    """No route is reached through a nested router node: each request matches the app's own table.
+
+    FastAPI's ``include_router`` nodes cost every request a walk (about 40% of /healthz's CPU,
+    docs/performance.md). The route table still answers every endpoint, and unknown paths and
+    wrong methods get the contract's answers.
+    """
+    app = client.app  # type: ignore[attr-defined]
+    assert all(isinstance(route, APIRoute | Route) for route in app.routes), app.routes
+    assert (await client.get("/healthz")).status_code == 200
+    missing = await client.get("/auth/nowhere")
+    assert (missing.status_code, missing.json()["error"]["code"]) == (404, "NOT_FOUND")
+    wrong = await client.get("/auth/refresh")
+    assert (wrong.status_code, wrong.json()["error"]["code"]) == (404, "NOT_FOUND")
+    assert wrong.headers["allow"] == "POST"

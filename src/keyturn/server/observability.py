@@ -23,6 +23,7 @@ instance sees the whole instance.
 from __future__ import annotations
 
 import contextvars
+import functools
 import json
 import logging
 import os
@@ -172,11 +173,23 @@ class ObservabilityMiddleware:
             request_id_var.reset(token)
 
 
+@functools.lru_cache(maxsize=1024)
+def _series(route: str, method: str, status: int) -> tuple[Counter, Histogram]:
+    """The request counter and latency histogram of one (route, method, status).
+
+    Looked up once, not per request: ``labels()`` validates, locks and hashes on every call.
+    Routes are templates and methods the parser's fixed set, so the cache only bounds what
+    is already bounded.
+    """
+    return REQUESTS.labels(route=route, method=method, status=str(status)), LATENCY.labels(route=route)
+
+
 def _record(scope: Scope, state: dict[str, Any], status: int, elapsed: float) -> None:
     route = _route_of(scope)
     method = str(scope.get("method", ""))
-    REQUESTS.labels(route=route, method=method, status=str(status)).inc()
-    LATENCY.labels(route=route).observe(elapsed)
+    requests, latency = _series(route, method, status)
+    requests.inc()
+    latency.observe(elapsed)
     outcome = _outcome(status, state)
     if (counter := _OUTCOMES.get(route)) is not None:
         counter.labels(outcome=outcome).inc()

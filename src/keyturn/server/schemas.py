@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Generic, Literal, TypeVar
+from typing import Any, Final, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -35,6 +35,22 @@ class ErrorDetail(BaseModel):
 class ErrorBody(BaseModel):
     success: Literal[False] = False
     error: ErrorDetail
+
+
+#: The error answers every route may give, for the OpenAPI document (each router declares them).
+ERROR_RESPONSES: Final[dict[int | str, dict[str, Any]]] = {
+    code: {"model": ErrorBody, "description": text}
+    for code, text in {
+        401: "Unauthenticated (UNAUTHORIZED, INVALID_CREDENTIALS, TOKEN_*)",
+        403: "Forbidden (FORBIDDEN, CSRF_FAILED, ACCOUNT_DISABLED)",
+        404: "Not found",
+        409: "Conflict (EMAIL_TAKEN)",
+        413: "Payload too large",
+        422: "Validation error",
+        429: "Rate limited",
+        503: "Service unavailable",
+    }.items()
+}
 
 
 # --- requests ---------------------------------------------------------------

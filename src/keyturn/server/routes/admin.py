@@ -17,11 +17,11 @@ from keyturn.domain.administration import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from keyturn.domain.audit import AuditEvent, AuditValue
 from keyturn.domain.models import User
 from keyturn.server.dependencies import Caller, ClientDep, ServicesDep, require_role
-from keyturn.server.schemas import Ok, UserOut
+from keyturn.server.schemas import ERROR_RESPONSES, Ok, UserOut
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/admin", tags=["admin"])
+router = APIRouter(prefix="/admin", tags=["admin"], responses=ERROR_RESPONSES)
 
 AdminCaller = Annotated[Caller, require_role("admin")]
 

@@ -15,11 +15,11 @@ from pydantic import BaseModel, ConfigDict
 from keyturn.crypto.keys import SigningKey
 from keyturn.domain.audit import AuditEvent
 from keyturn.server.dependencies import Caller, ClientDep, ServicesDep, require_role
-from keyturn.server.schemas import Ok, iso
+from keyturn.server.schemas import ERROR_RESPONSES, Ok, iso
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/admin/keys", tags=["admin"])
+router = APIRouter(prefix="/admin/keys", tags=["admin"], responses=ERROR_RESPONSES)
 
 AdminCaller = Annotated[Caller, require_role("admin")]
 

@@ -15,11 +15,11 @@ from keyturn.domain.audit import AuditEvent
 from keyturn.domain.models import ApiKey
 from keyturn.errors import NotFound
 from keyturn.server.dependencies import ClientDep, ServicesDep, SessionCaller, record_own
-from keyturn.server.schemas import AccessTokenData, Ok, RevokedData, UserOut, iso
+from keyturn.server.schemas import ERROR_RESPONSES, AccessTokenData, Ok, RevokedData, UserOut, iso
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/auth", tags=["api keys"])
+router = APIRouter(prefix="/auth", tags=["api keys"], responses=ERROR_RESPONSES)
 
 _STRICT = ConfigDict(extra="forbid", str_max_length=4096, strict=True)
 

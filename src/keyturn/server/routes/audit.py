@@ -10,11 +10,11 @@ from pydantic import BaseModel
 from keyturn.domain.audit import AuditEvent, AuditValue, StoredAuditEntry
 from keyturn.errors import ValidationFailed
 from keyturn.server.dependencies import Caller, ServicesDep, require_role
-from keyturn.server.schemas import Ok, iso
+from keyturn.server.schemas import ERROR_RESPONSES, Ok, iso
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/admin", tags=["admin"])
+router = APIRouter(prefix="/admin", tags=["admin"], responses=ERROR_RESPONSES)
 
 AdminCaller = Annotated[Caller, require_role("admin")]
 

@@ -12,6 +12,7 @@ from keyturn.errors import NotFound, TokenInvalid, TokenReused, Unauthorized
 from keyturn.server import abuse
 from keyturn.server.dependencies import ClientDep, CurrentCaller, ServicesDep, SessionCaller, record_own
 from keyturn.server.schemas import (
+    ERROR_RESPONSES,
     AccessTokenData,
     LoginRequest,
     LogoutRequest,
@@ -29,7 +30,7 @@ from keyturn.server.schemas import (
 )
 from keyturn.server.services import Services
 
-router = APIRouter(prefix="/auth", tags=["auth"])
+router = APIRouter(prefix="/auth", tags=["auth"], responses=ERROR_RESPONSES)
 
 
 TokenAnswer = Ok[TokenData] | Ok[AccessTokenData]

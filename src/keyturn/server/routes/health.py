@@ -8,9 +8,9 @@ from fastapi.responses import JSONResponse
 from keyturn.envelope import error_response, success_body
 from keyturn.errors import ServiceUnavailable
 from keyturn.server.dependencies import ServicesDep
-from keyturn.server.schemas import HealthData, Ok
+from keyturn.server.schemas import ERROR_RESPONSES, HealthData, Ok
 
-router = APIRouter(tags=["health"])
+router = APIRouter(tags=["health"], responses=ERROR_RESPONSES)
 
 
 @router.get("/healthz", response_model=Ok[HealthData], summary="Liveness: the process answers")

@@ -13,10 +13,11 @@ from keyturn.crypto.opaque import constant_time_equal
 from keyturn.errors import Unauthorized
 from keyturn.server.dependencies import ServicesDep, bearer_token
 from keyturn.server.observability import render_metrics
+from keyturn.server.schemas import ERROR_RESPONSES
 
 __all__ = ["router"]
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False, responses=ERROR_RESPONSES)
 
 
 @router.get("/metrics")

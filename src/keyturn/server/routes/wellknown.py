@@ -8,8 +8,9 @@ from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 
 from keyturn.server.dependencies import ServicesDep
+from keyturn.server.schemas import ERROR_RESPONSES
 
-router = APIRouter(tags=["discovery"])
+router = APIRouter(tags=["discovery"], responses=ERROR_RESPONSES)
 
 
 @router.get("/.well-known/jwks.json", summary="Public verification keys (RFC 7517)")
