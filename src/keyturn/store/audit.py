@@ -29,11 +29,10 @@ from typing import Any, Final
 
 from sqlalchemy import insert, or_, select, text
 from sqlalchemy.engine import Row
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from keyturn.domain.audit import GENESIS_HASH, AuditEntry, StoredAuditEntry, canonical_json, chain_hash
 from keyturn.errors import ServiceUnavailable
-from keyturn.store.sql import Database
+from keyturn.store.sql import Database, DriverStatement
 from keyturn.store.tables import audit_events
 
 __all__ = ["AUDIT_LOCK_KEY", "SqlAuditStore"]
@@ -43,9 +42,26 @@ AUDIT_LOCK_KEY: Final = int.from_bytes(b"kt-audit", "big") & 0x7FFF_FFFF_FFFF_FF
 
 
 # Built once: every login and refresh appends, and building a statement costs more than running it.
-_LOCK_PG: Final = text("SELECT pg_advisory_xact_lock(:key)")
 _HEAD: Final = select(audit_events.c.hash).order_by(audit_events.c.id.desc()).limit(1)
 _INSERT: Final = insert(audit_events).returning(audit_events.c.id, sort_by_parameter_order=True)
+# PostgreSQL appends through asyncpg itself (see DriverStatement): the lock, the head, and the
+# whole batch in one INSERT (one array per column), whatever the batch's size.
+_COLUMNS: Final = ("at", "event", "actor_id", "user_id", "email", "ip", "user_agent", "detail", "prev_hash", "hash")
+_LOCK_PG: Final = DriverStatement(text("SELECT pg_advisory_xact_lock(:key)"))
+_HEAD_PG: Final = DriverStatement(_HEAD)
+_INSERT_PG: Final = DriverStatement(
+    text(
+        """
+        INSERT INTO audit_events (at, event, actor_id, user_id, email, ip, user_agent, detail, prev_hash, hash)
+        SELECT * FROM unnest(
+            CAST(:at AS double precision[]), CAST(:event AS text[]), CAST(:actor_id AS text[]),
+            CAST(:user_id AS text[]), CAST(:email AS text[]), CAST(:ip AS text[]), CAST(:user_agent AS text[]),
+            CAST(:detail AS text[]), CAST(:prev_hash AS text[]), CAST(:hash AS text[])
+        )
+        RETURNING id, hash
+        """
+    )
+)
 
 
 def _entry(row: Row[Any]) -> StoredAuditEntry:
@@ -79,6 +95,25 @@ def _row(entry: AuditEntry, prev_hash: str, digest: str) -> dict[str, Any]:
         "prev_hash": prev_hash,
         "hash": digest,
     }
+
+
+def _chained(entries: Sequence[AuditEntry], prev_hash: str) -> list[dict[str, Any]]:
+    """The rows of ``entries``, each hash-chained to the one before, the first to ``prev_hash``."""
+    rows: list[dict[str, Any]] = []
+    for entry in entries:
+        digest = chain_hash(entry, prev_hash)
+        rows.append(_row(entry, prev_hash, digest))
+        prev_hash = digest
+    return rows
+
+
+def _stored(
+    entries: Sequence[AuditEntry], rows: Sequence[dict[str, Any]], ids: Sequence[int]
+) -> list[StoredAuditEntry]:
+    return [
+        StoredAuditEntry(id=new_id, entry=entry, prev_hash=row["prev_hash"], hash=row["hash"])
+        for new_id, entry, row in zip(ids, entries, rows, strict=True)
+    ]
 
 
 class _GroupCommit:
@@ -131,36 +166,34 @@ class SqlAuditStore:
         self._db = db
         self._batches = _GroupCommit(self.append_many)
 
-    async def _lock(self, conn: AsyncConnection) -> None:
-        """Take the appenders' lock as the transaction's first statement."""
-        if conn.dialect.name == "postgresql":
-            await conn.execute(_LOCK_PG, {"key": AUDIT_LOCK_KEY})
-        else:
-            # The driver has not begun a transaction yet (it does so lazily, before the
-            # first write); beginning it IMMEDIATE takes the write lock up front.
-            await conn.exec_driver_sql("BEGIN IMMEDIATE")
-
     async def append(self, entry: AuditEntry) -> StoredAuditEntry:
         """Chain and store ``entry``; return once it has committed (possibly in a batch)."""
         return await self._batches.submit(entry)
 
     async def append_many(self, entries: Sequence[AuditEntry]) -> list[StoredAuditEntry]:
         """Chain and store ``entries`` in order, in one transaction under the appenders' lock."""
+        if self._db.postgres:
+            return await self._append_many_pg(entries)
         async with self._db.transaction() as conn:
-            await self._lock(conn)
+            # The driver has not begun a transaction yet (it does so lazily, before the
+            # first write); beginning it IMMEDIATE takes the write lock up front.
+            await conn.exec_driver_sql("BEGIN IMMEDIATE")
             head = (await conn.execute(_HEAD)).first()
-            prev_hash = head.hash if head else GENESIS_HASH
-            rows: list[dict[str, Any]] = []
-            for entry in entries:
-                digest = chain_hash(entry, prev_hash)
-                rows.append(_row(entry, prev_hash, digest))
-                prev_hash = digest
+            rows = _chained(entries, head.hash if head else GENESIS_HASH)
             result = await conn.execute(_INSERT, rows)
             ids = [int(i) for i in result.scalars().all()]
-        return [
-            StoredAuditEntry(id=new_id, entry=entry, prev_hash=row["prev_hash"], hash=row["hash"])
-            for new_id, entry, row in zip(ids, entries, rows, strict=True)
-        ]
+        return _stored(entries, rows, ids)
+
+    async def _append_many_pg(self, entries: Sequence[AuditEntry]) -> list[StoredAuditEntry]:
+        """:meth:`append_many` on PostgreSQL: the advisory lock, the head, one INSERT of every row."""
+        async with self._db.driver() as driver, driver.transaction():
+            await _LOCK_PG.execute(driver, {"key": AUDIT_LOCK_KEY})
+            head = await _HEAD_PG.fetchrow(driver, {})
+            rows = _chained(entries, head["hash"] if head else GENESIS_HASH)
+            inserted = await _INSERT_PG.fetch(driver, {name: [row[name] for row in rows] for name in _COLUMNS})
+        # Each row's hash is unique (it covers its predecessor's): it names the row's new id.
+        ids = {record["hash"]: int(record["id"]) for record in inserted}
+        return _stored(entries, rows, [ids[row["hash"]] for row in rows])
 
     async def page(
         self, *, user_id: str | None, event: str | None, before: int | None, limit: int
