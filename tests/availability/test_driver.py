@@ -33,7 +33,7 @@ async def db(pg_url: str) -> AsyncIterator[Database]:
 
 async def _backend(db: Database) -> int:
     async with db.driver() as driver:
-        pid: int = await driver.fetchval("SELECT pg_backend_pid()")
+        pid: int = await driver.connection.fetchval("SELECT pg_backend_pid()")
     return pid
 
 
@@ -42,7 +42,7 @@ async def test_a_value_the_server_refuses_is_a_validation_error_and_the_connecti
     before = await _backend(db)
     with pytest.raises(ValidationFailed):
         async with db.driver() as driver:
-            await driver.fetchval("SELECT $1::text", "a\x00b")
+            await driver.connection.fetchval("SELECT $1::text", "a\x00b")
     assert await _backend(db) == before
 
 
@@ -51,7 +51,7 @@ async def test_a_value_the_driver_cannot_send_is_a_validation_error_and_the_conn
     before = await _backend(db)
     with pytest.raises(ValidationFailed):
         async with db.driver() as driver:
-            await driver.fetchval("SELECT $1::text", "\ud800")
+            await driver.connection.fetchval("SELECT $1::text", "\ud800")
     assert await _backend(db) == before
 
 
@@ -59,7 +59,7 @@ async def test_a_constraint_violation_is_an_integrity_error(db: Database) -> Non
     """A foreign key the row breaks: IntegrityError, as SQLAlchemy's path raises it (callers catch it)."""
     with pytest.raises(IntegrityError):
         async with db.driver() as driver:
-            await driver.execute(
+            await driver.connection.execute(
                 "INSERT INTO refresh_tokens (token_hash, session_id, created_at) VALUES ($1, $2, $3)",
                 "0" * 64,
                 "no-such-session",
@@ -72,7 +72,7 @@ async def test_other_refusals_are_raised_as_they_are(db: Database) -> None:
     before = await _backend(db)
     with pytest.raises(asyncpg.UndefinedTableError):
         async with db.driver() as driver:
-            await driver.fetchval("SELECT 1 FROM no_such_table")
+            await driver.connection.fetchval("SELECT 1 FROM no_such_table")
     assert await _backend(db) == before
 
 
@@ -81,7 +81,7 @@ async def test_a_statement_cancelled_midway_discards_its_connection(db: Database
     before = await _backend(db)
     with anyio.move_on_after(0.3):
         async with db.driver() as driver:
-            await driver.fetchval("SELECT pg_sleep(5)")
+            await driver.connection.fetchval("SELECT pg_sleep(5)")
     assert await _backend(db) != before
 
 
@@ -92,7 +92,7 @@ async def test_a_broken_connection_is_unavailable_and_discarded(db: Database, pg
     async def killed_midway() -> None:
         async with db.driver() as driver:
             await _terminate_connections(pg_url)
-            await driver.fetchval("SELECT 1")
+            await driver.connection.fetchval("SELECT 1")
 
     with pytest.raises(ServiceUnavailable):
         await killed_midway()

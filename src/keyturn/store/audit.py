@@ -27,7 +27,7 @@ import json
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Final
 
-from sqlalchemy import insert, or_, select, text
+from sqlalchemy import bindparam, insert, or_, select, text
 from sqlalchemy.engine import Row
 
 from keyturn.domain.audit import GENESIS_HASH, AuditEntry, StoredAuditEntry, canonical_json, chain_hash
@@ -42,13 +42,14 @@ AUDIT_LOCK_KEY: Final = int.from_bytes(b"kt-audit", "big") & 0x7FFF_FFFF_FFFF_FF
 
 
 # Built once: every login and refresh appends, and building a statement costs more than running it.
-_HEAD: Final = select(audit_events.c.hash).order_by(audit_events.c.id.desc()).limit(1)
-_INSERT: Final = insert(audit_events).returning(audit_events.c.id, sort_by_parameter_order=True)
-# PostgreSQL appends through asyncpg itself (see DriverStatement): the lock, the head, and the
-# whole batch in one INSERT (one array per column), whatever the batch's size.
 _COLUMNS: Final = ("at", "event", "actor_id", "user_id", "email", "ip", "user_agent", "detail", "prev_hash", "hash")
+_HEAD: Final = DriverStatement(select(audit_events.c.hash).order_by(audit_events.c.id.desc()).limit(1))
+_INSERT_ONE: Final = DriverStatement(
+    insert(audit_events).values({name: bindparam(name) for name in _COLUMNS}).returning(audit_events.c.id)
+)
+# PostgreSQL takes the appenders' lock, and inserts the whole batch in one statement (one
+# array per column), whatever the batch's size.
 _LOCK_PG: Final = DriverStatement(text("SELECT pg_advisory_xact_lock(:key)"))
-_HEAD_PG: Final = DriverStatement(_HEAD)
 _INSERT_PG: Final = DriverStatement(
     text(
         """
@@ -172,28 +173,19 @@ class SqlAuditStore:
 
     async def append_many(self, entries: Sequence[AuditEntry]) -> list[StoredAuditEntry]:
         """Chain and store ``entries`` in order, in one transaction under the appenders' lock."""
-        if self._db.postgres:
-            return await self._append_many_pg(entries)
-        async with self._db.transaction() as conn:
-            # The driver has not begun a transaction yet (it does so lazily, before the
-            # first write); beginning it IMMEDIATE takes the write lock up front.
-            await conn.exec_driver_sql("BEGIN IMMEDIATE")
-            head = (await conn.execute(_HEAD)).first()
-            rows = _chained(entries, head.hash if head else GENESIS_HASH)
-            result = await conn.execute(_INSERT, rows)
-            ids = [int(i) for i in result.scalars().all()]
-        return _stored(entries, rows, ids)
-
-    async def _append_many_pg(self, entries: Sequence[AuditEntry]) -> list[StoredAuditEntry]:
-        """:meth:`append_many` on PostgreSQL: the advisory lock, the head, one INSERT of every row."""
-        async with self._db.driver() as driver, driver.transaction():
-            await _LOCK_PG.execute(driver, {"key": AUDIT_LOCK_KEY})
-            head = await _HEAD_PG.fetchrow(driver, {})
+        async with self._db.driver() as driver, driver.transaction(immediate=True):
+            if driver.postgres:
+                await driver.execute(_LOCK_PG, {"key": AUDIT_LOCK_KEY})
+            head = await driver.fetchrow(_HEAD, {})
             rows = _chained(entries, head["hash"] if head else GENESIS_HASH)
-            inserted = await _INSERT_PG.fetch(driver, {name: [row[name] for row in rows] for name in _COLUMNS})
-        # Each row's hash is unique (it covers its predecessor's): it names the row's new id.
-        ids = {record["hash"]: int(record["id"]) for record in inserted}
-        return _stored(entries, rows, [ids[row["hash"]] for row in rows])
+            if driver.postgres:
+                inserted = await driver.fetch(_INSERT_PG, {name: [row[name] for row in rows] for name in _COLUMNS})
+                # Each row's hash is unique (it covers its predecessor's): it names the row's new id.
+                by_hash = {record["hash"]: int(record["id"]) for record in inserted}
+                ids = [by_hash[row["hash"]] for row in rows]
+            else:
+                ids = [int((await driver.fetch(_INSERT_ONE, row))[0]["id"]) for row in rows]
+        return _stored(entries, rows, ids)
 
     async def page(
         self, *, user_id: str | None, event: str | None, before: int | None, limit: int

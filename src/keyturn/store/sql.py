@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 import time
 import weakref
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
@@ -29,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import Label
+from sqlalchemy.util import greenlet_spawn
 
 from keyturn.crypto.keys import KeyChange, KeyState, SigningKey, is_sealed, load_private_jwk, seal_private_jwk
 from keyturn.domain.models import PurgeCutoffs, Rotation, Session, SpentToken, StoredUser, User
@@ -37,6 +40,7 @@ from keyturn.store.tables import refresh_tokens, revocations, sessions, signing_
 
 __all__ = [
     "OWNER_COLUMNS",
+    "Driver",
     "DriverStatement",
     "owner_of",
     "sqlite_path",
@@ -155,80 +159,166 @@ def _is_data_exception(exc: DBAPIError) -> bool:
 
 
 class DriverStatement:
-    """A SQLAlchemy statement compiled once for PostgreSQL, to run on asyncpg itself (:meth:`Database.driver`).
+    """A SQLAlchemy statement compiled once per dialect, to run on the driver itself (:class:`Driver`).
 
     SQLAlchemy's execution path (connection and transaction objects, execution context,
-    result wrapping, events, the greenlet bridge) cost about 380 µs of CPU per statement
-    here, on top of the ~170 µs of the pool checkout and asyncpg's own work: more than the
-    round trip, twice per refresh. The hot PostgreSQL statements are therefore compiled
-    from the same SQLAlchemy constructs as everywhere else (one source for the SQL and the
-    tables), once, and sent with asyncpg, whose statement cache prepares each once per
-    connection. Compiled lazily: a server on SQLite never loads the PostgreSQL dialect.
+    result wrapping, events, the greenlet bridge; on SQLite three or four thread hand-offs
+    per statement) cost more CPU than the statement itself: measured on PostgreSQL about
+    380 µs per statement on top of the ~170 µs of the checkout and asyncpg's own work, on
+    SQLite 640 µs against 250 for a read (docs/performance.md). The hot statements -- every
+    refresh, every login, every session check -- are therefore compiled from the same
+    SQLAlchemy constructs as everywhere else (one source for the SQL and the tables), once
+    per dialect, and sent with the driver: asyncpg (whose statement cache prepares each once
+    per connection) or aiosqlite (one hand-off per statement).
     """
 
     __slots__ = ("_compiled", "_statement")
 
     def __init__(self, statement: ClauseElement) -> None:
         self._statement = statement
-        self._compiled: tuple[str, tuple[str, ...], dict[str, Any]] | None = None
+        self._compiled: dict[bool, _Compiled] = {}
 
-    def _compile(self) -> tuple[str, tuple[str, ...], dict[str, Any]]:
-        from sqlalchemy.dialects.postgresql import asyncpg  # noqa: PLC0415 - PostgreSQL servers only
-
-        compiled = self._statement.compile(dialect=asyncpg.dialect())  # type: ignore[no-untyped-call]
+    def _compile(self, postgres: bool) -> _Compiled:
+        # Each dialect is loaded only by the servers that use it.
+        if postgres:
+            from sqlalchemy.dialects.postgresql import asyncpg as dialect_module  # noqa: PLC0415
+        else:
+            from sqlalchemy.dialects.sqlite import aiosqlite as dialect_module  # type: ignore[no-redef] # noqa: PLC0415
+        compiled = self._statement.compile(dialect=dialect_module.dialect())  # type: ignore[no-untyped-call]
         assert isinstance(compiled, SQLCompiler)  # noqa: S101 - a statement compiles to a SQLCompiler
         # Values the statement carries itself (a LIMIT, say); the caller supplies the rest.
         carried = {name: value for name, value in compiled.params.items() if value is not None}
-        self._compiled = (str(compiled), tuple(compiled.positiontup or ()), carried)
-        return self._compiled
+        columns = getattr(self._statement, "exported_columns", None)
+        names = tuple(columns.keys()) if columns is not None else ()
+        self._compiled[postgres] = entry = _Compiled(str(compiled), tuple(compiled.positiontup or ()), carried, names)
+        return entry
 
-    def bind(self, params: Mapping[str, Any]) -> tuple[str, list[Any]]:
-        """The SQL and its positional arguments (``$1`` …) taken from ``params`` by name."""
-        sql, names, carried = self._compiled or self._compile()
-        return sql, [params[name] if name in params else carried[name] for name in names]
-
-    async def fetchrow(self, connection: Any, params: Mapping[str, Any]) -> Any:
-        """The first row (an asyncpg record: read by column name), or ``None``."""
-        sql, args = self.bind(params)
-        return await connection.fetchrow(sql, *args)
-
-    async def fetch(self, connection: Any, params: Mapping[str, Any]) -> list[Any]:
-        sql, args = self.bind(params)
-        return list(await connection.fetch(sql, *args))
-
-    async def execute(self, connection: Any, params: Mapping[str, Any]) -> None:
-        sql, args = self.bind(params)
-        await connection.execute(sql, *args)
+    def bind(self, params: Mapping[str, Any], *, postgres: bool) -> tuple[str, list[Any], tuple[str, ...]]:
+        """The SQL, its positional arguments taken from ``params`` by name, and its result columns."""
+        compiled = self._compiled.get(postgres) or self._compile(postgres)
+        carried = compiled.carried
+        args = [params[name] if name in params else carried[name] for name in compiled.parameters]
+        return compiled.sql, args, compiled.columns
 
 
-def _refused_on_live_connection(exc: BaseException, connection: Any) -> bool:
-    """True when the server refused a statement and the connection is still good to lend."""
-    import asyncpg  # noqa: PLC0415 - loaded by the PostgreSQL dialect already
+@dataclass(frozen=True, slots=True)
+class _Compiled:
+    sql: str
+    parameters: tuple[str, ...]
+    carried: dict[str, Any]
+    columns: tuple[str, ...]
 
-    return isinstance(exc, asyncpg.PostgresError) and not connection.is_closed()
 
+class Driver:
+    """A pooled connection's own driver, lent by :meth:`Database.driver` for :class:`DriverStatement`.
 
-def _driver_failure(exc: BaseException, connection: Any) -> BaseException:
-    """What an asyncpg failure is to the caller: the same answers as :meth:`Database._translated` gives.
-
-    A statement the server refused on a live connection keeps its meaning (a bad value is
-    a 422, a constraint an :class:`IntegrityError`, anything else is raised as it is); a
-    connection that broke, timed out or was shut down is :class:`ServiceUnavailable`.
+    Each statement is atomic on its own (asyncpg runs in autocommit; SQLite opens no
+    transaction for a read, and :meth:`transaction` is the only way in for writes here).
+    Rows are read by column name.
     """
+
+    __slots__ = ("connection", "postgres")
+
+    def __init__(self, connection: Any, *, postgres: bool) -> None:
+        self.connection = connection
+        self.postgres = postgres
+
+    async def fetch(self, statement: DriverStatement, params: Mapping[str, Any]) -> list[_Fields]:
+        sql, args, columns = statement.bind(params, postgres=self.postgres)
+        if self.postgres:
+            return list(await self.connection.fetch(sql, *args))
+        return [dict(zip(columns, row, strict=True)) for row in await self.connection.execute_fetchall(sql, args)]
+
+    async def fetchrow(self, statement: DriverStatement, params: Mapping[str, Any]) -> _Fields | None:
+        """The first row, or ``None`` (for statements that select at most one)."""
+        if self.postgres:
+            sql, args, _ = statement.bind(params, postgres=True)
+            row: _Fields | None = await self.connection.fetchrow(sql, *args)
+            return row
+        rows = await self.fetch(statement, params)
+        return rows[0] if rows else None
+
+    async def execute(self, statement: DriverStatement, params: Mapping[str, Any]) -> None:
+        sql, args, _ = statement.bind(params, postgres=self.postgres)
+        if self.postgres:
+            await self.connection.execute(sql, *args)
+        else:
+            await self.connection.execute_fetchall(sql, args)
+
+    @asynccontextmanager
+    async def transaction(self, *, immediate: bool = False) -> AsyncIterator[None]:
+        """Statements that commit together, or not at all.
+
+        ``immediate`` (SQLite) takes the database's write lock at the start, rather than at
+        the first write: for a transaction whose reads must not change before it writes.
+        """
+        if self.postgres:
+            async with self.connection.transaction():
+                yield
+            return
+        if immediate:
+            await self.connection.execute_fetchall("BEGIN IMMEDIATE", ())
+        try:
+            yield
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await self.connection.rollback()
+            raise
+        await self.connection.commit()
+
+
+def _refused_on_live_connection(exc: BaseException, connection: Any, *, postgres: bool) -> bool:
+    """True when the database refused a statement and the connection is still good to lend."""
+    if postgres:
+        import asyncpg  # noqa: PLC0415 - loaded by the PostgreSQL dialect already
+
+        return isinstance(exc, asyncpg.PostgresError) and not connection.is_closed()
+    return isinstance(exc, sqlite3.IntegrityError | sqlite3.DataError)
+
+
+def _driver_failure(exc: BaseException, connection: Any, *, postgres: bool) -> BaseException:
+    """What a driver's failure is to the caller: the same answers as :meth:`Database._translated` gives.
+
+    A statement the database refused on a live connection keeps its meaning (a bad value is
+    a 422, a constraint an :class:`IntegrityError`, anything else is raised as it is); a
+    connection that broke, timed out, was shut down or found the database locked is
+    :class:`ServiceUnavailable`.
+    """
+    if not isinstance(exc, Exception):
+        return exc  # a cancellation stays one
+    if not postgres:
+        return _sqlite_failure(exc)
     import asyncpg  # noqa: PLC0415 - loaded by the PostgreSQL dialect already
 
-    if _refused_on_live_connection(exc, connection):
-        sqlstate = str(getattr(exc, "sqlstate", "") or "")
-        if sqlstate.startswith("22"):
-            log.warning("database refused a value (SQLSTATE %s)", sqlstate)
-            return ValidationFailed(fields={"body": "contains a value that cannot be stored"})
-        if isinstance(exc, asyncpg.IntegrityConstraintViolationError):
-            return IntegrityError(None, None, exc)
-        if sqlstate[:2] in _UNAVAILABLE_CLASSES:
-            return ServiceUnavailable()
-        return exc
-    if isinstance(exc, OSError | TimeoutError | asyncpg.InterfaceError | asyncpg.PostgresError):
+    if _refused_on_live_connection(exc, connection, postgres=True):
+        return _postgres_refusal(exc)
+    # A connection the server ended (its messages can also surface as a protocol-state
+    # error on the next statement), a network or timeout failure: the database is unavailable.
+    broken = (OSError, TimeoutError, asyncpg.InterfaceError, asyncpg.InternalClientError, asyncpg.PostgresError)
+    if connection.is_closed() or isinstance(exc, broken):
         return ServiceUnavailable()
+    return exc
+
+
+def _postgres_refusal(exc: BaseException) -> BaseException:
+    import asyncpg  # noqa: PLC0415 - loaded by the PostgreSQL dialect already
+
+    sqlstate = str(getattr(exc, "sqlstate", "") or "")
+    if sqlstate.startswith("22"):
+        log.warning("database refused a value (SQLSTATE %s)", sqlstate)
+        return ValidationFailed(fields={"body": "contains a value that cannot be stored"})
+    if isinstance(exc, asyncpg.IntegrityConstraintViolationError):
+        return IntegrityError(None, None, exc)
+    if sqlstate[:2] in _UNAVAILABLE_CLASSES:
+        return ServiceUnavailable()
+    return exc
+
+
+def _sqlite_failure(exc: BaseException) -> BaseException:
+    if isinstance(exc, sqlite3.IntegrityError):
+        return IntegrityError(None, None, exc)
+    if isinstance(exc, sqlite3.OperationalError | OSError | TimeoutError):
+        return ServiceUnavailable()  # locked beyond the busy timeout, I/O error, read-only file ...
     return exc
 
 
@@ -294,32 +384,43 @@ class Database:
             yield conn
 
     @asynccontextmanager
-    async def driver(self) -> AsyncIterator[Any]:
-        """PostgreSQL: a pooled connection's own asyncpg connection, for :class:`DriverStatement`.
+    async def driver(self) -> AsyncIterator[Driver]:
+        """A pooled connection's own driver (asyncpg or aiosqlite), for :class:`DriverStatement`.
 
-        The connection comes from, and goes back to, the one pool (idle ping included). It
-        is in autocommit: each statement is atomic on its own, and several that must commit
-        together go in ``connection.transaction()``. Failures are translated as in
-        :meth:`transaction`. A connection that failed for any reason other than the server
-        refusing a statement (cancelled mid-statement, broken, timed out) is discarded, never
-        lent again: its state is unknown.
+        The connection comes from, and goes back to, the one pool (idle ping and reset on
+        return included). Failures are translated as in :meth:`transaction`. A connection
+        that failed for any reason other than the database refusing a statement (cancelled
+        mid-statement, broken, timed out) is discarded, never lent again: its state is
+        unknown. On PostgreSQL a broken one also marks its siblings stale
+        (:func:`mark_connections_stale`).
         """
         async with self._translated():
             proxied = await self.engine.raw_connection()
-        connection: Any = proxied.driver_connection  # asyncpg.Connection (asyncpg ships no types)
+        connection: Any = proxied.driver_connection  # asyncpg / aiosqlite ship no types
+        postgres = self.postgres
         try:
-            yield connection
+            yield Driver(connection, postgres=postgres)
         except BaseException as exc:
-            if not _refused_on_live_connection(exc, connection):
-                proxied.invalidate()
-                if connection.is_closed():
-                    mark_connections_stale(self.engine)
-            failure = _driver_failure(exc, connection)
+            failure = _driver_failure(exc, connection, postgres=postgres)
+            if not _refused_on_live_connection(exc, connection, postgres=postgres):
+                if postgres:
+                    proxied.invalidate()
+                    if isinstance(failure, ServiceUnavailable):  # broken: its siblings likely are too
+                        mark_connections_stale(self.engine)
+                else:
+                    with anyio.CancelScope(shield=True):
+                        await greenlet_spawn(proxied.invalidate)
             if failure is exc:
                 raise
             raise failure from exc
         finally:
-            proxied.close()
+            if postgres:
+                proxied.close()  # the reset on return is a no-op here: asyncpg's own transactions are over
+            else:
+                # The reset on return is a rollback, one hop to aiosqlite's thread: it must
+                # complete even if the caller was cancelled, or the pool loses the connection.
+                with anyio.CancelScope(shield=True):
+                    await greenlet_spawn(proxied.close)
 
     async def ping(self) -> None:
         async with self.transaction() as conn:
@@ -385,12 +486,11 @@ def owner_of(row: Row[Any]) -> User:
     return _account(row.user_id, row._mapping, "owner_")
 
 
-# The statements of the hot paths (login, refresh, every protected request), built once:
-# building and cache-keying a statement costs more CPU than its round trip, so these
-# take bound parameters instead of being rebuilt per call.
-_USER_BY_ID: Final = select(users).where(users.c.id == bindparam("user_id"))
-_USER_BY_EMAIL: Final = select(users).where(users.c.email == bindparam("email"))
-_FIND_TOKEN: Final = (
+# The statements of the hot paths (login, refresh, every protected request), built and
+# compiled once (per dialect), run on the driver itself (see DriverStatement).
+_USER_BY_ID: Final = DriverStatement(select(users).where(users.c.id == bindparam("user_id")))
+_USER_BY_EMAIL: Final = DriverStatement(select(users).where(users.c.email == bindparam("email")))
+_FIND_TOKEN: Final = DriverStatement(
     select(
         sessions,
         refresh_tokens.c.created_at.label("token_created_at"),
@@ -402,23 +502,35 @@ _FIND_TOKEN: Final = (
     .join(users, users.c.id == sessions.c.user_id)
     .where(refresh_tokens.c.token_hash == bindparam("token_hash"))
 )
+_REVOKED_UNTIL: Final = DriverStatement(
+    select(revocations.c.expires_at).where(revocations.c.session_id == bindparam("session_id"))
+)
 # SQLite's rotation: the steps of ``_ROTATE_PG`` below, in one transaction. The first
 # UPDATE takes SQLite's database write lock, so concurrent rotations run one after
-# the other and the next one finds the token spent.
+# the other and the next one finds the token spent. RETURNING tells whether a step matched.
 _ROTATED_AT: Final = bindparam("rotated_at", type_=Float)
-_TOUCH: Final = (
+_TOUCH: Final = DriverStatement(
     update(sessions)
     .where(sessions.c.id == bindparam("touch_id"), sessions.c.revoked_at.is_(None), sessions.c.expires_at > _ROTATED_AT)
     .values(last_used_at=_ROTATED_AT, ip=bindparam("client_ip"), user_agent=bindparam("client_agent"))
+    .returning(sessions.c.id)
 )
-_SPEND: Final = (
+_SPEND: Final = DriverStatement(
     update(refresh_tokens)
     .where(refresh_tokens.c.token_hash == bindparam("spent_hash"), refresh_tokens.c.spent_at.is_(None))
     .values(spent_at=_ROTATED_AT, sealed_successor=bindparam("sealed"))
+    .returning(refresh_tokens.c.token_hash)
 )
-_INSERT_TOKEN: Final = insert(refresh_tokens)
-_INSERT_SESSION: Final = insert(sessions).values(
-    {c: bindparam(c) for c in ("id", "user_id", "created_at", "last_used_at", "expires_at", "mode", "user_agent", "ip")}
+_INSERT_TOKEN: Final = DriverStatement(
+    insert(refresh_tokens).values({c: bindparam(c) for c in ("token_hash", "session_id", "created_at")})
+)
+_INSERT_SESSION: Final = DriverStatement(
+    insert(sessions).values(
+        {
+            c: bindparam(c)
+            for c in ("id", "user_id", "created_at", "last_used_at", "expires_at", "mode", "user_agent", "ip")
+        }
+    )
 )
 # A session and its first token in one statement (one round trip, atomic without BEGIN/COMMIT).
 _CREATE_SESSION_PG: Final = DriverStatement(
@@ -457,12 +569,6 @@ _ROTATE_PG: Final = DriverStatement(
     """
     )
 )
-_REVOKED_UNTIL: Final = select(revocations.c.expires_at).where(revocations.c.session_id == bindparam("session_id"))
-# The hot reads, as PostgreSQL sends them through asyncpg itself.
-_USER_BY_ID_PG: Final = DriverStatement(_USER_BY_ID)
-_USER_BY_EMAIL_PG: Final = DriverStatement(_USER_BY_EMAIL)
-_FIND_TOKEN_PG: Final = DriverStatement(_FIND_TOKEN)
-_REVOKED_UNTIL_PG: Final = DriverStatement(_REVOKED_UNTIL)
 
 
 class SqlUserStore:
@@ -486,22 +592,16 @@ class SqlUserStore:
         except IntegrityError as exc:
             raise EmailTaken() from exc
 
-    async def _one(self, query: Any, on_driver: DriverStatement, params: dict[str, str]) -> StoredUser | None:
-        fields: _Fields | None
-        if self._db.postgres:
-            async with self._db.driver() as driver:
-                fields = await on_driver.fetchrow(driver, params)
-        else:
-            async with self._db.autocommit() as conn:
-                row = (await conn.execute(query, params)).first()
-            fields = row._mapping if row else None
+    async def _one(self, query: DriverStatement, params: dict[str, str]) -> StoredUser | None:
+        async with self._db.driver() as driver:
+            fields = await driver.fetchrow(query, params)
         return StoredUser(_account(fields["id"], fields, ""), fields["password_hash"]) if fields else None
 
     async def by_email(self, email: str) -> StoredUser | None:
-        return await self._one(_USER_BY_EMAIL, _USER_BY_EMAIL_PG, {"email": email})
+        return await self._one(_USER_BY_EMAIL, {"email": email})
 
     async def by_id(self, user_id: str) -> StoredUser | None:
-        return await self._one(_USER_BY_ID, _USER_BY_ID_PG, {"user_id": user_id})
+        return await self._one(_USER_BY_ID, {"user_id": user_id})
 
     async def set_password_hash(self, user_id: str, password_hash: str) -> None:
         async with self._db.transaction() as conn:
@@ -547,26 +647,18 @@ class SqlSessionStore:
             "ip": session.ip,
             "token_hash": token_hash,
         }
-        if self._db.postgres:
-            async with self._db.driver() as driver:
-                await _CREATE_SESSION_PG.execute(driver, row)
-            return
-        async with self._db.transaction() as conn:
-            await conn.execute(_INSERT_SESSION, row)
-            await conn.execute(
-                _INSERT_TOKEN, {"token_hash": token_hash, "session_id": session.id, "created_at": session.created_at}
-            )
+        async with self._db.driver() as driver:
+            if driver.postgres:
+                await driver.execute(_CREATE_SESSION_PG, row)
+                return
+            async with driver.transaction():
+                await driver.execute(_INSERT_SESSION, row)
+                first = {"token_hash": token_hash, "session_id": session.id, "created_at": session.created_at}
+                await driver.execute(_INSERT_TOKEN, first)
 
     async def find_token(self, token_hash: str) -> SpentToken | None:
-        params = {"token_hash": token_hash}
-        fields: _Fields | None
-        if self._db.postgres:
-            async with self._db.driver() as driver:
-                fields = await _FIND_TOKEN_PG.fetchrow(driver, params)
-        else:
-            async with self._db.autocommit() as conn:
-                row = (await conn.execute(_FIND_TOKEN, params)).first()
-            fields = row._mapping if row else None
+        async with self._db.driver() as driver:
+            fields = await driver.fetchrow(_FIND_TOKEN, {"token_hash": token_hash})
         if fields is None:
             return None
         return SpentToken(
@@ -591,7 +683,7 @@ class SqlSessionStore:
                 "successor_hash": r.successor_hash,
             }
             async with self._db.driver() as driver:
-                return await _ROTATE_PG.fetchrow(driver, params) is not None
+                return await driver.fetchrow(_ROTATE_PG, params) is not None
         steps = {
             "rotated_at": r.at,
             "touch_id": r.session_id,
@@ -602,12 +694,12 @@ class SqlSessionStore:
         }
         successor = {"token_hash": r.successor_hash, "session_id": r.session_id, "created_at": r.at}
         try:
-            async with self._db.transaction() as conn:
-                if (await conn.execute(_TOUCH, steps)).rowcount != 1:
+            async with self._db.driver() as driver, driver.transaction():
+                if not await driver.fetch(_TOUCH, steps):
                     return False  # the session was revoked or expired meanwhile
-                if (await conn.execute(_SPEND, steps)).rowcount != 1:
+                if not await driver.fetch(_SPEND, steps):
                     raise _RotationLost()  # a concurrent refresh spent it first: undo the touch
-                await conn.execute(_INSERT_TOKEN, successor)
+                await driver.execute(_INSERT_TOKEN, successor)
         except _RotationLost:
             return False
         return True
@@ -700,18 +792,11 @@ class SqlRevocationStore:
     async def is_revoked(self, session_id: str) -> bool:
         if session_id in self._revoked:
             return True
-        params = {"session_id": session_id}
-        until: float | None
-        if self._db.postgres:
-            async with self._db.driver() as driver:
-                row = await _REVOKED_UNTIL_PG.fetchrow(driver, params)
-        else:
-            async with self._db.autocommit() as conn:
-                row = (await conn.execute(_REVOKED_UNTIL, params)).first()
-        until = None if row is None else row[0]
-        if until is None:
+        async with self._db.driver() as driver:
+            row = await driver.fetchrow(_REVOKED_UNTIL, {"session_id": session_id})
+        if row is None:
             return False
-        self._remember(session_id, until)
+        self._remember(session_id, row["expires_at"])
         return True
 
     async def purge(self, now: float) -> int:
