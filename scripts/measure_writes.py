@@ -2,11 +2,13 @@
 
     .venv/bin/python scripts/measure_writes.py [--pg postgresql://postgres@127.0.0.1:5432] [--seconds 10]
 
-Part 1 runs the real app in-process against a fresh database and counts, with
-SQLAlchemy's cursor events, the statements (by verb), rows written and commits of a
-login, a refresh, a protected request (GET /auth/me) and a logout. Part 2 starts a real
-``keyturn serve`` on that database and refreshes as fast as 32 concurrent sessions
-can for ``--seconds``. docs/deploy.md quotes both.
+Part 1 runs the real app in-process against a fresh database and counts, for a login, a
+refresh, a protected request (GET /auth/me) and a logout: the statements sent (round trips,
+by leading verb; through SQLAlchemy and through the hot path's own driver, ``Database.driver``),
+and, as PostgreSQL itself counts them (``pg_stat_user_tables``, ``pg_stat_database``), the
+rows written and the transactions committed. Part 2 starts a real ``keyturn serve`` on that
+database and refreshes as fast as 32 concurrent sessions can for ``--seconds``. docs/deploy.md
+quotes both.
 """
 
 from __future__ import annotations
@@ -35,35 +37,65 @@ from keyturn.server.app import create_app
 from keyturn.settings import load_settings
 from keyturn.store.audit import SqlAuditStore
 from keyturn.store.migrate import migrate
-from keyturn.store.sql import Database, create_engine
+from keyturn.store.sql import Database, Driver, DriverStatement, create_engine
 
 PASSWORD = "measure the writes of keyturn"
 SAMPLES = 40
 
 
 class StatementCounter:
-    """Counts statements by verb, rows they wrote, and commits, on one engine."""
+    """Counts the statements an app sends, by leading verb, through SQLAlchemy and through its drivers."""
 
     def __init__(self) -> None:
         self.verbs: Counter[str] = Counter()
-        self.rows_written = 0
-        self.commits = 0
 
     def attach(self, engine: Any) -> None:
         event.listen(engine, "after_cursor_execute", self._statement)
-        event.listen(engine, "commit", self._commit)
+        counter = self
+        fetch, execute = Driver.fetch, Driver.execute
 
-    def _statement(self, _conn: Any, cursor: Any, statement: str, *_: Any) -> None:
-        verb = statement.lstrip().split(None, 1)[0].upper()
-        self.verbs[verb] += 1
-        if verb in {"INSERT", "UPDATE", "DELETE"} and cursor.rowcount and cursor.rowcount > 0:
-            self.rows_written += cursor.rowcount
+        async def counted_fetch(driver: Driver, statement: DriverStatement, params: Any) -> Any:
+            counter.count(statement.bind(params, postgres=driver.postgres)[0])
+            return await fetch(driver, statement, params)
 
-    def _commit(self, _conn: Any) -> None:
-        self.commits += 1
+        async def counted_execute(driver: Driver, statement: DriverStatement, params: Any) -> None:
+            counter.count(statement.bind(params, postgres=driver.postgres)[0])
+            await execute(driver, statement, params)
 
-    def snapshot(self) -> tuple[Counter[str], int, int]:
-        return Counter(self.verbs), self.rows_written, self.commits
+        Driver.fetch = counted_fetch  # type: ignore[method-assign]
+        Driver.execute = counted_execute  # type: ignore[method-assign]
+        Driver.fetchrow = lambda driver, statement, params: _first(driver.fetch(statement, params))  # type: ignore[method-assign]
+
+    def count(self, statement: str) -> None:
+        self.verbs[statement.lstrip().split(None, 1)[0].upper()] += 1
+
+    def _statement(self, _conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        self.count(statement)
+
+    def snapshot(self) -> Counter[str]:
+        return Counter(self.verbs)
+
+
+async def _first(rows: Any) -> Any:
+    found = await rows
+    return found[0] if found else None
+
+
+async def written_and_committed(pg: str, name: str) -> tuple[int, int]:
+    """Rows written (inserted, updated, deleted) and transactions committed in database ``name``, so far.
+
+    PostgreSQL counts them per server process and publishes them when a process ends (or
+    idles a while): the caller closes its pool first. This query's own commit is not counted.
+    """
+    conn = await asyncpg.connect(f"{pg}/{name}", timeout=5)
+    try:
+        written = await conn.fetchval(
+            "SELECT coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del), 0) FROM pg_stat_user_tables"
+        )
+        committed = await conn.fetchval("SELECT xact_commit FROM pg_stat_database WHERE datname = $1", name)
+    finally:
+        await conn.close()
+    return int(written), int(committed)
 
 
 async def _admin(pg: str, sql: str) -> None:
@@ -74,15 +106,20 @@ async def _admin(pg: str, sql: str) -> None:
         await conn.close()
 
 
-def _per_op(before: tuple[Counter[str], int, int], after: tuple[Counter[str], int, int], n: int) -> dict[str, float]:
+Sample = tuple[Counter[str], int, int]
+
+
+def _per_op(before: Sample, after: Sample, n: int) -> dict[str, float]:
     verbs = after[0] - before[0]
-    row = {verb.lower(): verbs[verb] / n for verb in ("SELECT", "INSERT", "UPDATE", "DELETE")}
+    row = {"statements": sum(verbs.values()) / n}
+    row |= {verb.lower(): verbs[verb] / n for verb in ("SELECT", "INSERT", "UPDATE", "WITH")}
     row["rows written"] = (after[1] - before[1]) / n
-    row["commits"] = (after[2] - before[2]) / n
+    row["commits"] = (after[2] - before[2] - 1) / n  # less the snapshot query's own
     return row
 
 
-async def measure_statements(url: str, data_dir: Path, redis_url: str | None) -> dict[str, dict[str, float]]:
+async def measure_statements(pg: str, name: str, data_dir: Path, redis_url: str | None) -> dict[str, dict[str, float]]:
+    url = f"{pg}/{name}"
     settings = load_settings(
         database_url=url,
         redis_url=redis_url,
@@ -96,6 +133,12 @@ async def measure_statements(url: str, data_dir: Path, redis_url: str | None) ->
     counter = StatementCounter()
     counter.attach(app.state.services.db.engine.sync_engine)
     results: dict[str, dict[str, float]] = {}
+
+    async def sample() -> Sample:
+        await app.state.services.db.engine.dispose()  # its server processes end and publish their counts
+        await asyncio.sleep(0.5)
+        return (counter.snapshot(), *await written_and_committed(pg, name))
+
     async with (
         LifespanManager(app),
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://keyturn.measure") as client,
@@ -103,25 +146,25 @@ async def measure_statements(url: str, data_dir: Path, redis_url: str | None) ->
         await client.post("/auth/register", json={"email": "m@example.com", "password": PASSWORD})
         login = {"email": "m@example.com", "password": PASSWORD}
 
-        start = counter.snapshot()
+        start = await sample()
         pairs = [(await client.post("/auth/login", json=login)).json()["data"] for _ in range(SAMPLES)]
-        results["login"] = _per_op(start, counter.snapshot(), SAMPLES)
+        results["login"] = _per_op(start, await sample(), SAMPLES)
 
-        start = counter.snapshot()
+        start = await sample()
         for pair in pairs:
             answer = await client.post("/auth/refresh", json={"refresh_token": pair["refresh_token"]})
             pair.update(answer.json()["data"])
-        results["refresh"] = _per_op(start, counter.snapshot(), SAMPLES)
+        results["refresh"] = _per_op(start, await sample(), SAMPLES)
 
-        start = counter.snapshot()
+        start = await sample()
         for pair in pairs:
             await client.get("/auth/me", headers={"Authorization": f"Bearer {pair['access_token']}"})
-        results["GET /auth/me"] = _per_op(start, counter.snapshot(), SAMPLES)
+        results["GET /auth/me"] = _per_op(start, await sample(), SAMPLES)
 
-        start = counter.snapshot()
+        start = await sample()
         for pair in pairs:
             await client.post("/auth/logout", headers={"Authorization": f"Bearer {pair['access_token']}"})
-        results["logout"] = _per_op(start, counter.snapshot(), SAMPLES)
+        results["logout"] = _per_op(start, await sample(), SAMPLES)
     return results
 
 
@@ -229,7 +272,7 @@ async def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             url = f"{args.pg}/{name}"
             for label, redis_url in (("database only", None), ("with Redis", args.redis)):
-                table = await measure_statements(url, Path(tmp), redis_url)
+                table = await measure_statements(args.pg, name, Path(tmp), redis_url)
                 print(f"\n{label:<14}" + "".join(f"{c:>14}" for c in next(iter(table.values()))))
                 for op, row in table.items():
                     print(f"{op:<14}" + "".join(f"{v:>14.2f}" for v in row.values()))

@@ -76,6 +76,20 @@ async def test_other_refusals_are_raised_as_they_are(db: Database) -> None:
     assert await _backend(db) == before
 
 
+async def test_an_error_of_our_own_between_statements_keeps_the_connection(db: Database) -> None:
+    """A rotation that lost its race (or any error of keyturn's own) leaves the connection clean: kept."""
+    before = await _backend(db)
+
+    async def lost_race() -> None:
+        async with db.driver() as driver, driver.transaction():
+            await driver.connection.fetchval("SELECT 1")
+            raise LookupError("a concurrent refresh spent it first")
+
+    with pytest.raises(LookupError):
+        await lost_race()
+    assert await _backend(db) == before
+
+
 async def test_a_statement_cancelled_midway_discards_its_connection(db: Database) -> None:
     """A request cancelled mid-statement leaves its connection in an unknown state: it is never lent again."""
     before = await _backend(db)

@@ -12,9 +12,12 @@ write lock that all processes share, then reads the head, then inserts:
 Taking that lock once per event would cap the whole fleet at one commit per event
 (measured: 130-240 appends/s on PostgreSQL, whatever the number of instances). So
 appends are *group-committed*: within a process, whichever append holds the local
-turn writes every entry queued meanwhile as one batch — one lock, one head read, one
-multi-row INSERT, one commit. A caller still returns only after its own row has
-committed, so nothing is acknowledged that is not durable.
+turn writes every entry queued meanwhile as one batch — one lock, one head read, the
+rows (on PostgreSQL one INSERT for the whole batch; on SQLite, where the statements
+stay in the process, one each), one commit. A caller still returns only after its
+own row has committed, so nothing is acknowledged that is not durable. The batch is
+written on the driver itself (:class:`~keyturn.store.sql.Driver`): every login and
+refresh appends.
 
 Driver failures become :class:`~keyturn.errors.ServiceUnavailable` in
 :class:`~keyturn.store.sql.Database`.

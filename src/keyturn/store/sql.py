@@ -276,6 +276,26 @@ def _refused_on_live_connection(exc: BaseException, connection: Any, *, postgres
     return isinstance(exc, sqlite3.IntegrityError | sqlite3.DataError)
 
 
+def _state_unknown(exc: BaseException, connection: Any, *, postgres: bool) -> bool:
+    """True when ``exc`` leaves the connection in a state nobody can vouch for: discard it.
+
+    A cancellation (mid-statement, perhaps) or a driver failure other than a refused statement.
+    An error of keyturn's own raised between statements (a lost rotation race, say) leaves it
+    clean: the transaction, if any, was rolled back on the way out.
+    """
+    if not isinstance(exc, Exception):
+        return True
+    if postgres:
+        import asyncpg  # noqa: PLC0415 - loaded by the PostgreSQL dialect already
+
+        from_driver = isinstance(exc, asyncpg.PostgresError | asyncpg.InterfaceError | asyncpg.InternalClientError)
+    else:
+        from_driver = isinstance(exc, sqlite3.Error)
+    if isinstance(exc, OSError | TimeoutError) or from_driver:
+        return not _refused_on_live_connection(exc, connection, postgres=postgres)
+    return False
+
+
 def _driver_failure(exc: BaseException, connection: Any, *, postgres: bool) -> BaseException:
     """What a driver's failure is to the caller: the same answers as :meth:`Database._translated` gives.
 
@@ -402,7 +422,7 @@ class Database:
             yield Driver(connection, postgres=postgres)
         except BaseException as exc:
             failure = _driver_failure(exc, connection, postgres=postgres)
-            if not _refused_on_live_connection(exc, connection, postgres=postgres):
+            if _state_unknown(exc, connection, postgres=postgres):
                 if postgres:
                     proxied.invalidate()
                     if isinstance(failure, ServiceUnavailable):  # broken: its siblings likely are too
