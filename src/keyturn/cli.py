@@ -9,6 +9,7 @@ import contextlib
 import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 from collections.abc import Awaitable, Callable
@@ -95,6 +96,42 @@ def _prepare_multiprocess_metrics() -> None:
     atexit.register(shutil.rmtree, path, True)
 
 
+def _check_app_in_child() -> None:
+    """Build the app once in a short-lived child process: refuse to start, clearly, if that fails.
+
+    With ``--workers N`` the supervisor process only forks and watches the workers, which
+    build the app themselves; a setting the app refuses would otherwise fail every worker,
+    over and over. Building it here in the supervisor would keep the whole server stack in
+    its memory for nothing (~100 MiB, as much as a worker; docs/performance.md), so a child
+    builds it, reports, and exits.
+    """
+    check = subprocess.run(
+        [sys.executable, "-c", "from keyturn.cli import _build_app; _build_app()"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if check.returncode == _REFUSED:
+        raise click.ClickException(check.stderr.strip())
+    if check.returncode != 0:
+        raise click.ClickException(f"the server could not be built: {check.stderr.strip()[-2000:]}")
+
+
+#: The exit status of :func:`_build_app` for a refused configuration (its message on stderr).
+_REFUSED = 3
+
+
+def _build_app() -> None:
+    """The child of :func:`_check_app_in_child`: build the app from the environment, serve nothing."""
+    from keyturn.server.app import create_app  # noqa: PLC0415
+
+    try:
+        create_app(load_settings())
+    except ConfigurationError as exc:
+        sys.stderr.write(str(exc))
+        raise SystemExit(_REFUSED) from None
+
+
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
 @click.option("--port", default=8000, show_default=True, type=int, help="TCP port.")
@@ -116,7 +153,6 @@ def serve(host: str, port: int, workers: int) -> None:
 
     if workers > 1 or os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         _prepare_multiprocess_metrics()  # before anything imports prometheus_client
-    from keyturn.server.app import create_app  # noqa: PLC0415
     from keyturn.server.observability import logging_config  # noqa: PLC0415
 
     settings = _settings()
@@ -128,12 +164,18 @@ def serve(host: str, port: int, workers: int) -> None:
         click.echo(f"keyturn: password profile {settings.password_profile!r} is for tests only.", err=True)
     if workers > 1 and settings.redis_url is None:
         click.echo("keyturn: without KEYTURN_REDIS_URL each worker keeps its own rate-limit counters.", err=True)
-    try:
-        app = create_app(settings)  # fails here, with a clear message, on settings the workers would refuse
-    except ConfigurationError as exc:
-        raise click.ClickException(str(exc)) from None
+    target: Any = "keyturn.server.app:create_app"  # each worker builds its own
+    if workers > 1:
+        _check_app_in_child()
+    else:
+        from keyturn.server.app import create_app  # noqa: PLC0415
+
+        try:
+            target = create_app(settings)  # fails here, with a clear message, on settings the app refuses
+        except ConfigurationError as exc:
+            raise click.ClickException(str(exc)) from None
     uvicorn.run(
-        "keyturn.server.app:create_app" if workers > 1 else app,
+        target,
         factory=workers > 1,
         host=host,
         port=port,

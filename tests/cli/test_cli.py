@@ -6,10 +6,11 @@ import base64
 import json
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner
 
-from keyturn.cli import main
+from keyturn.cli import _check_app_in_child, main
 from tests.conftest import PASSWORD
 
 
@@ -88,3 +89,13 @@ def test_unsafe_settings_refuse_to_start(env: dict[str, str]) -> None:
     result = CliRunner().invoke(main, ["migrate"], env={**env, "KEYTURN_ALGORITHM": "none"})
     assert result.exit_code != 0
     assert "KEYTURN_ALGORITHM" in result.output
+
+
+def test_the_app_check_of_serve_workers_reports_a_refused_configuration(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The child that builds the app for `serve --workers N` turns a refusal into the refusal's own message."""
+    for name, value in {**env, "KEYTURN_ALGORITHM": "none"}.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(click.ClickException, match="KEYTURN_ALGORITHM='none' is not allowed"):
+        _check_app_in_child()

@@ -31,6 +31,27 @@ def children(pid: int) -> list[int]:
     return found
 
 
+def rss_kib(pid: int) -> int:
+    """Resident memory of ``pid`` (VmRSS), KiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no VmRSS for {pid}")
+
+
+def test_workers_do_not_start_when_the_app_cannot_be_built(tmp_path: Path) -> None:
+    """`serve --workers 2` builds the app once in a child before forking: a failure stops it, with the reason."""
+    data_dir = tmp_path / "not-a-directory"
+    data_dir.write_text("a file where the data dir should be")
+    instance = start("broken", {"KEYTURN_DATA_DIR": str(data_dir)}, tmp_path, args=("--workers", "2"))
+    status = instance.proc.wait(timeout=60)
+    assert status != 0
+    log = instance.log.read_text()
+    assert "the server could not be built" in log
+    assert "FileExistsError" in log
+    assert "Started server process" not in log
+
+
 def healthz_count(base: str) -> float:
     """keyturn_http_requests_total for GET /healthz 200, as one scrape of ``base`` sees it."""
     text = httpx.get(f"{base}/metrics", timeout=5).text
@@ -53,7 +74,11 @@ def test_workers_share_one_port_and_every_scrape_sees_all_of_them(tmp_path: Path
     )
     try:
         instance.wait_ready()
-        assert len(children(instance.proc.pid)) >= 2  # the workers (the supervisor may add a helper)
+        workers = children(instance.proc.pid)
+        assert len(workers) >= 2  # the workers (the supervisor may add a helper)
+        # The supervisor never builds the app (a child process checked it, then exited), so it
+        # holds far less than a worker does (~100 MiB each; docs/performance.md).
+        assert rss_kib(instance.proc.pid) < 0.7 * max(rss_kib(pid) for pid in workers)
         for _ in range(20):
             assert httpx.get(f"{instance.base}/healthz", timeout=5).status_code == 200  # a new connection each
         assert [healthz_count(instance.base) for _ in range(4)] == [20.0] * 4

@@ -77,6 +77,22 @@ async def test_migrating_a_current_database_changes_nothing(tmp_path: Path) -> N
     assert [row[0] for row in rows] == [head_revision()]
 
 
+def test_processes_migrating_a_new_sqlite_file_at_once_all_succeed(tmp_path: Path) -> None:
+    """`serve --workers N` on a new SQLite file: every worker migrates at start; one applies, the rest wait.
+
+    Three `keyturn migrate` processes started together on one new database: without the
+    write lock taken before the upgrade, they collide ("table users already exists").
+    """
+    keyturn = str(Path(sys.executable).with_name("keyturn"))
+    env = {"KEYTURN_DATA_DIR": str(tmp_path / "data"), "PATH": "/usr/bin:/bin"}
+    runs = [
+        subprocess.Popen([keyturn, "migrate"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        for _ in range(3)
+    ]
+    outputs = [run.communicate(timeout=120)[0].decode() for run in runs]
+    assert [run.returncode for run in runs] == [0, 0, 0], outputs
+
+
 def test_common_passwords_are_read_from_zxcvbns_source_exactly() -> None:
     """The list read from zxcvbn's source is, entry for entry, the one its module builds."""
     assert identity._zxcvbn_passwords_from_source() == FREQUENCY_LISTS["passwords"]

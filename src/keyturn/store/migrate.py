@@ -91,6 +91,11 @@ async def migrate(engine: AsyncEngine) -> None:
         if postgres:
             await conn.execute(text("SELECT pg_advisory_lock(:id)"), {"id": MIGRATION_LOCK_ID})
             await conn.commit()
+        else:
+            # SQLite: the database's write lock, taken before the upgrade reads where the schema
+            # stands, so a second process (``serve --workers N`` on a new file) waits for the first
+            # (busy timeout) and then finds nothing to apply. SQLite's DDL is transactional.
+            await conn.exec_driver_sql("BEGIN IMMEDIATE")
         try:
             await conn.run_sync(_upgrade)
             await conn.commit()
