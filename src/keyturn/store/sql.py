@@ -152,10 +152,14 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def _is_data_exception(exc: DBAPIError) -> bool:
-    """True for PostgreSQL's "data exception" errors (SQLSTATE class 22)."""
-    sqlstate = getattr(exc.orig, "sqlstate", None)
-    return isinstance(sqlstate, str) and sqlstate.startswith("22")
+def _refused_value(sqlstate: str) -> ValidationFailed:
+    """PostgreSQL's SQLSTATE class 22 ("data exception"): the request's fault, a 422 rather than a 500.
+
+    A value the column cannot hold (a NUL character in text, a string over its width) that
+    validation let through.
+    """
+    log.warning("database refused a value (SQLSTATE %s)", sqlstate)
+    return ValidationFailed(fields={"body": "contains a value that cannot be stored"})
 
 
 class DriverStatement:
@@ -325,8 +329,7 @@ def _postgres_refusal(exc: BaseException) -> BaseException:
 
     sqlstate = str(getattr(exc, "sqlstate", "") or "")
     if sqlstate.startswith("22"):
-        log.warning("database refused a value (SQLSTATE %s)", sqlstate)
-        return ValidationFailed(fields={"body": "contains a value that cannot be stored"})
+        return _refused_value(sqlstate)
     if isinstance(exc, asyncpg.IntegrityConstraintViolationError):
         return IntegrityError(None, None, exc)
     if sqlstate[:2] in _UNAVAILABLE_CLASSES:
@@ -360,10 +363,8 @@ class Database:
     @engine.setter
     def engine(self, engine: AsyncEngine) -> None:
         self._engine = engine
-        #: True on PostgreSQL, where single statements run in autocommit (see :meth:`autocommit`).
+        #: True on PostgreSQL (the hot statements differ: see :class:`Driver`).
         self.postgres = engine.dialect.name == "postgresql"
-        # The same pool, its PostgreSQL connections lent in autocommit mode.
-        self._autocommit_engine = engine.execution_options(isolation_level="AUTOCOMMIT") if self.postgres else engine
 
     @asynccontextmanager
     async def _translated(self) -> AsyncIterator[None]:
@@ -377,30 +378,15 @@ class Database:
         except DBAPIError as exc:
             if exc.connection_invalidated:
                 raise ServiceUnavailable() from exc
-            if _is_data_exception(exc):
-                # SQLSTATE class 22: a value the column cannot hold (a NUL character in
-                # text, a string over its width) that validation let through: the
-                # request's fault, answered 422 rather than 500.
-                log.warning("database refused a value (SQLSTATE %s)", getattr(exc.orig, "sqlstate", "?"))
-                raise ValidationFailed(fields={"body": "contains a value that cannot be stored"}) from exc
+            sqlstate = str(getattr(exc.orig, "sqlstate", "") or "")
+            if sqlstate.startswith("22"):
+                raise _refused_value(sqlstate) from exc
             raise
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
         """One transaction; unreachable or failing databases raise ServiceUnavailable."""
         async with self._translated(), self.engine.begin() as conn:
-            yield conn
-
-    @asynccontextmanager
-    async def autocommit(self) -> AsyncIterator[AsyncConnection]:
-        """Statements that are each atomic on their own: no BEGIN/COMMIT round trips.
-
-        For single reads, and on PostgreSQL for single-statement writes. Each statement
-        commits as it completes (PostgreSQL autocommit; SQLite opens no transaction
-        for a SELECT, so use it only for reads there). Several statements that must
-        agree, or commit together, belong in :meth:`transaction`.
-        """
-        async with self._translated(), self._autocommit_engine.connect() as conn:
             yield conn
 
     @asynccontextmanager
