@@ -404,21 +404,21 @@ class StormOutcome:
         """Probe p99 during the storm ÷ probe p99 idle, round by round."""
         return ratios([r.p99_ms for r in self.stormy], [r.p99_ms for r in self.idle])
 
+    def _storm_per(self, rate_per_s: float | None) -> Spread | None:
+        """Storm requests/s ÷ ``rate_per_s``, round by round (``None`` when the rate is unknown)."""
+        if not rate_per_s:
+            return None
+        return Spread.of([run.requests_per_s / rate_per_s for run in self.storm])
+
     @property
     def bound_ratio(self) -> Spread | None:
         """Storm requests/s ÷ the hash-bound limit."""
-        bound = self.comparison.hash_bound_per_s
-        if not bound:
-            return None
-        return Spread.of([run.requests_per_s / bound for run in self.storm])
+        return self._storm_per(self.comparison.hash_bound_per_s)
 
     @property
     def all_cores_ratio(self) -> Spread | None:
         """Storm requests/s ÷ the measured rate of all cores hashing at once."""
-        measured = self.comparison.all_cores_hashing_per_s
-        if not measured:
-            return None
-        return Spread.of([run.requests_per_s / measured for run in self.storm])
+        return self._storm_per(self.comparison.all_cores_hashing_per_s)
 
     @property
     def unanswered(self) -> int:
