@@ -130,6 +130,7 @@ class Settings(BaseSettings):
     rate_limit_login_ip: RateLimit = "100/15minutes"
     rate_limit_register: RateLimit = "20/hour"
     rate_limit_refresh: RateLimit = "120/minute"
+    rate_limit_token: RateLimit = "120/minute"
     roles: RoleMap = Field(default_factory=dict)
     default_roles: list[str] = Field(default_factory=lambda: ["user"])
     trusted_proxies: TrustedProxies = Field(default_factory=list)

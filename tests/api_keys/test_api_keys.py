@@ -351,3 +351,24 @@ async def test_creation_and_revocation_are_audited_without_secrets(client: httpx
     trail = json.dumps([r.as_dict() for r in records])
     assert created["key"] not in trail
     assert "paste" not in trail
+
+
+async def test_exchanges_are_audited_without_the_key(client: httpx.AsyncClient) -> None:
+    """Each exchange records who used which key, from where; a refused one records why -- never the key."""
+    auth = await _owner(client)
+    created = await _create(client, auth, scopes=["notes:read"])
+    assert (await _exchange(client, created["key"])).status_code == 200
+    guess = "ktk_" + "B" * 43
+    assert_error(await _exchange(client, guess), 401, "TOKEN_INVALID")
+    records = await app_of(client).state.services.audit.page(user_id=None, event=None, before=None, limit=20)
+    by_event = {r.entry.event: r.entry for r in records}
+    exchanged, refused = by_event["api_key.exchanged"], by_event["api_key.refused"]
+    user_id = (await client.get("/auth/me", headers=auth)).json()["data"]["user"]["id"]
+    assert exchanged.detail == {"api_key_id": created["api_key"]["id"], "scopes": ["notes:read"]}
+    assert exchanged.actor_id == exchanged.user_id == user_id
+    assert exchanged.ip == refused.ip == "203.0.113.7"
+    assert refused.detail == {"reason": "token_invalid"}
+    assert refused.user_id is None
+    trail = json.dumps([r.as_dict() for r in records])
+    assert created["key"] not in trail
+    assert guess not in trail

@@ -58,3 +58,36 @@ async def test_refresh_limit_and_its_reset(
         assert refused.headers["retry-after"] == str(60 + 60 // 4)
         clock.advance(int(refused.headers["retry-after"]))
         assert (await client.post("/auth/refresh", json={"refresh_token": token})).status_code == 200
+
+
+async def test_api_key_exchange_limit_and_its_reset(
+    make_client: ClientFactory, make_settings: SettingsFactory, clock: FrozenClock, limits_storage: dict[str, Any]
+) -> None:
+    """POST /auth/token per client per minute is capped, valid keys or not; refusals are audited, once a minute.
+
+    Guessing API keys must cost the guesser, not the server: every exchange request counts.
+    """
+    settings = make_settings(rate_limit_token="3/minute", trusted_proxies=[PROXY], **limits_storage)
+    async with make_client(settings) as client:
+        await register(client)
+        auth = {"Authorization": f"Bearer {(await login(client))['access_token']}"}
+        created = await client.post("/auth/api-keys", json={"name": "ci", "scopes": []}, headers=auth)
+        key = created.json()["data"]["key"]
+        assert (await client.post("/auth/token", json={"api_key": key})).status_code == 200
+        for _ in range(2):
+            guess = await client.post("/auth/token", json={"api_key": "ktk_" + "A" * 43})
+            assert_error(guess, 401, "TOKEN_INVALID")
+        refused = await client.post("/auth/token", json={"api_key": key})
+        assert_error(refused, 429, "RATE_LIMITED")
+        assert refused.headers["retry-after"] == str(60 + 60 // 3)
+        elsewhere = await client.post("/auth/token", json={"api_key": key}, headers=from_ip("198.51.100.20"))
+        assert elsewhere.status_code == 200
+        clock.advance(int(refused.headers["retry-after"]))
+        assert (await client.post("/auth/token", json={"api_key": key})).status_code == 200
+
+        services = client.app.state.services  # type: ignore[attr-defined]
+        records = await services.audit.page(user_id=None, event=None, before=None, limit=50)
+        events = [r.entry.event for r in records]
+        assert events.count("api_key.refused") == 1  # two refusals within a minute: one record
+        assert events.count("api_key.exchanged") == 3
+        assert [r.entry.detail["scope"] for r in records if r.entry.event == "request.rate_limited"] == ["token"]

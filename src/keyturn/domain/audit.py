@@ -73,6 +73,8 @@ class AuditEvent:
     USER_ENABLED: Final = "user.enabled"
     API_KEY_CREATED: Final = "api_key.created"
     API_KEY_REVOKED: Final = "api_key.revoked"
+    API_KEY_EXCHANGED: Final = "api_key.exchanged"
+    API_KEY_REFUSED: Final = "api_key.refused"
     KEY_ROTATED: Final = "signing_key.rotated"
     RATE_LIMITED: Final = "request.rate_limited"
 
@@ -93,6 +95,8 @@ class AuditEvent:
             USER_ENABLED,
             API_KEY_CREATED,
             API_KEY_REVOKED,
+            API_KEY_EXCHANGED,
+            API_KEY_REFUSED,
             KEY_ROTATED,
             RATE_LIMITED,
         }

@@ -17,12 +17,20 @@ from fastapi import Depends, Request
 from keyturn.domain.audit import AuditEvent, AuditValue
 from keyturn.domain.identity import normalise_email
 from keyturn.domain.models import ClientInfo, User
-from keyturn.errors import AccountDisabled, InvalidCredentials, RateLimited, ValidationFailed
+from keyturn.errors import AccountDisabled, InvalidCredentials, KeyturnError, RateLimited, ValidationFailed
 from keyturn.server.dependencies import client_info, get_services
 from keyturn.server.ratelimit import LoginRefused, RateLimits, Throttled, WindowLimit
 from keyturn.server.services import Services
 
-__all__ = ["REFRESH_LIMIT", "REGISTER_LIMIT", "attempted_email", "audit_reuse", "authenticate", "change_password"]
+__all__ = [
+    "REFRESH_LIMIT",
+    "REGISTER_LIMIT",
+    "TOKEN_LIMIT",
+    "attempted_email",
+    "audit_reuse",
+    "authenticate",
+    "change_password",
+]
 
 #: At most one audit record per refused client (or account) per this many seconds.
 THROTTLE_AUDIT_EVERY: Final = 60
@@ -124,6 +132,16 @@ async def audit_reuse(services: Services, token: str, client: ClientInfo) -> Non
     )
 
 
+async def audit_refused_key(services: Services, error: KeyturnError, client: ClientInfo) -> None:
+    """Record a refused API-key exchange: at most once a minute per client, like throttled requests.
+
+    Guessing keys is already throttled by KEYTURN_RATE_LIMIT_TOKEN; a flood of guesses must not
+    become a flood of audit rows. The key itself is never recorded (nor is it known to be a key).
+    """
+    if await services.rate_limits.once_per(f"api_key.refused/{client.ip}", THROTTLE_AUDIT_EVERY):
+        await services.audit.record(AuditEvent.API_KEY_REFUSED, client=client, detail={"reason": error.code.lower()})
+
+
 def _per_client(pick: Callable[[RateLimits], WindowLimit], scope: str) -> Any:
     """A route dependency that counts every request of a client against one limit."""
 
@@ -146,3 +164,5 @@ def _per_client(pick: Callable[[RateLimits], WindowLimit], scope: str) -> Any:
 REGISTER_LIMIT = _per_client(lambda limits: limits.register, "register")
 #: Refresh: every request of a client counts (KEYTURN_RATE_LIMIT_REFRESH).
 REFRESH_LIMIT = _per_client(lambda limits: limits.refresh, "refresh")
+#: API-key exchange: every request of a client counts (KEYTURN_RATE_LIMIT_TOKEN).
+TOKEN_LIMIT = _per_client(lambda limits: limits.token, "token")

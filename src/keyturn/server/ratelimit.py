@@ -418,6 +418,7 @@ class RateLimits:
         )
         self.register = WindowLimit(counters, clock, Rate.parse(settings.rate_limit_register), "register")
         self.refresh = WindowLimit(counters, clock, Rate.parse(settings.rate_limit_refresh), "refresh")
+        self.token = WindowLimit(counters, clock, Rate.parse(settings.rate_limit_token), "token")
 
     @classmethod
     def from_settings(cls, settings: Settings, clock: Clock) -> RateLimits:

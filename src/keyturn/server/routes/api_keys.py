@@ -13,7 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from keyturn.domain.api_keys import MAX_EXPIRES_IN, MIN_EXPIRES_IN
 from keyturn.domain.audit import AuditEvent
 from keyturn.domain.models import ApiKey
-from keyturn.errors import NotFound
+from keyturn.errors import KeyturnError, NotFound
+from keyturn.server import abuse
 from keyturn.server.dependencies import ClientDep, ServicesDep, SessionCaller, record_own
 from keyturn.server.schemas import ERROR_RESPONSES, AccessTokenData, Ok, RevokedData, UserOut, iso
 
@@ -101,11 +102,27 @@ async def revoke_api_key(
     return Ok(data=RevokedData(revoked=1))
 
 
-@router.post("/token", response_model=Ok[AccessTokenData], summary="Exchange an API key for an access token")
+@router.post(
+    "/token",
+    response_model=Ok[AccessTokenData],
+    summary="Exchange an API key for an access token",
+    dependencies=[abuse.TOKEN_LIMIT],
+)
 async def exchange_api_key(
-    body: TokenExchangeRequest, services: ServicesDep, response: Response
+    body: TokenExchangeRequest, services: ServicesDep, client: ClientDep, response: Response
 ) -> Ok[AccessTokenData]:
-    holder, access = await services.api_keys.exchange(body.api_key)
+    try:
+        holder, access = await services.api_keys.exchange(body.api_key)
+    except KeyturnError as exc:
+        await abuse.audit_refused_key(services, exc, client)
+        raise
+    await services.audit.record(
+        AuditEvent.API_KEY_EXCHANGED,
+        client=client,
+        actor_id=holder.user.id,
+        user_id=holder.user.id,
+        detail={"api_key_id": holder.api_key.id, "scopes": sorted(access.scopes)},
+    )
     response.headers["Cache-Control"] = "no-store"
     return Ok(
         data=AccessTokenData(
