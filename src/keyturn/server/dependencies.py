@@ -142,6 +142,6 @@ async def session_caller(caller: CurrentCaller) -> Caller:
 SessionCaller = Annotated[Caller, Depends(session_caller)]
 
 
-async def record_own(services: Services, event: str, caller: Caller, client: ClientInfo, **detail: AuditValue) -> None:
-    """Audit something the caller did to their own account (they are both actor and subject)."""
-    await services.audit.record(event, client=client, actor_id=caller.user.id, user_id=caller.user.id, detail=detail)
+async def record_own(services: Services, event: str, user: User, client: ClientInfo, **detail: AuditValue) -> None:
+    """Audit something a user did with their own account (they are both actor and subject)."""
+    await services.audit.record(event, client=client, actor_id=user.id, user_id=user.id, detail=detail)

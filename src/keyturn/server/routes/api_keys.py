@@ -80,7 +80,7 @@ async def create_api_key(
     key = created.api_key
     # Neither the key nor its user-chosen name goes into the trail (a name could be a pasted key).
     detail = {"api_key_id": key.id, "scopes": list(key.scopes), "expires_at": key.expires_at}
-    await record_own(services, AuditEvent.API_KEY_CREATED, caller, client, **detail)
+    await record_own(services, AuditEvent.API_KEY_CREATED, caller.user, client, **detail)
     response.headers["Cache-Control"] = "no-store"
     return Ok(data=ApiKeyCreated(api_key=ApiKeyOut.of(created.api_key), key=created.key))
 
@@ -98,7 +98,7 @@ async def revoke_api_key(
     if len(key_id) > 64:
         raise NotFound("No such API key.")
     await services.api_keys.revoke(caller.user.id, key_id)
-    await record_own(services, AuditEvent.API_KEY_REVOKED, caller, client, api_key_id=key_id)
+    await record_own(services, AuditEvent.API_KEY_REVOKED, caller.user, client, api_key_id=key_id)
     return Ok(data=RevokedData(revoked=1))
 
 
@@ -116,12 +116,9 @@ async def exchange_api_key(
     except KeyturnError as exc:
         await abuse.audit_refused_key(services, exc, client)
         raise
-    await services.audit.record(
-        AuditEvent.API_KEY_EXCHANGED,
-        client=client,
-        actor_id=holder.user.id,
-        user_id=holder.user.id,
-        detail={"api_key_id": holder.api_key.id, "scopes": sorted(access.scopes)},
+    scopes = sorted(access.scopes)
+    await record_own(
+        services, AuditEvent.API_KEY_EXCHANGED, holder.user, client, api_key_id=holder.api_key.id, scopes=scopes
     )
     response.headers["Cache-Control"] = "no-store"
     return Ok(

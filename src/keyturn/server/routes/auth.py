@@ -103,13 +103,7 @@ async def refresh(
     except TokenReused:
         await abuse.audit_reuse(services, token, client)
         raise
-    await services.audit.record(
-        AuditEvent.TOKEN_REFRESHED,
-        client=client,
-        actor_id=pair.user.id,
-        user_id=pair.user.id,
-        detail={"session_id": pair.session.id},
-    )
+    await record_own(services, AuditEvent.TOKEN_REFRESHED, pair.user, client, session_id=pair.session.id)
     return _answer(services, response, pair)
 
 
@@ -135,7 +129,7 @@ async def logout(
             raise TokenInvalid("The refresh token is invalid.")
         targets.add(session.id)
     revoked = await services.sessions.revoke(sorted(t for t in targets if t))
-    await record_own(services, AuditEvent.LOGGED_OUT, caller, client, sessions=revoked)
+    await record_own(services, AuditEvent.LOGGED_OUT, caller.user, client, sessions=revoked)
     return Ok(data=RevokedData(revoked=len(revoked)))
 
 
@@ -147,7 +141,7 @@ async def logout_all(
     if caller.session_id:
         await services.sessions.revoke([caller.session_id])
     services.cookies.clear(response)
-    await record_own(services, AuditEvent.LOGGED_OUT_ALL, caller, client, revoked=len(revoked))
+    await record_own(services, AuditEvent.LOGGED_OUT_ALL, caller.user, client, revoked=len(revoked))
     return Ok(data=RevokedData(revoked=len(revoked)))
 
 
@@ -169,7 +163,7 @@ async def revoke_session(
     if len(session_id) > 64:
         raise NotFound("No such session.")
     await services.sessions.revoke_own(caller.user.id, session_id)
-    await record_own(services, AuditEvent.SESSION_REVOKED, caller, client, session_id=session_id)
+    await record_own(services, AuditEvent.SESSION_REVOKED, caller.user, client, session_id=session_id)
     return Ok(data=RevokedData(revoked=1))
 
 
