@@ -1,7 +1,8 @@
-"""PostgreSQL's hot statements on asyncpg itself (``Database.driver``): the same answers as SQLAlchemy's path.
+"""The hot statements on the driver itself (``Database.driver``): the same answers as SQLAlchemy's path.
 
 Every refresh, login and session check runs its statements on the pooled connection's own
-asyncpg connection (``DriverStatement``). These tests hold that path, on a real PostgreSQL, to
+asyncpg or aiosqlite connection (``DriverStatement``). These tests hold that path, on a real
+PostgreSQL and a real SQLite file, to
 what :meth:`Database.transaction` promises: a value the server refuses is a 422, a constraint an
 ``IntegrityError``, a broken connection a 503 -- and a connection whose state is unknown is never
 lent again, while one that merely had a statement refused is.
@@ -10,6 +11,7 @@ lent again, while one that merely had a statement refused is.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import anyio
 import asyncpg
@@ -17,6 +19,7 @@ import pytest
 from sqlalchemy.exc import IntegrityError
 
 from keyturn.errors import ServiceUnavailable, ValidationFailed
+from keyturn.store.migrate import migrate
 from keyturn.store.sql import Database, create_engine
 from tests.availability.test_database_down import _requests_needing_the_database, _terminate_connections
 from tests.conftest import ClientFactory, SettingsFactory, login, register
@@ -134,3 +137,73 @@ async def test_connections_killed_within_the_ping_window_fail_at_most_one_reques
         failures = [r for r in responses if r.status_code not in (200, 201)]
         assert len(failures) <= 1, [(r.status_code, r.text) for r in responses]
         assert all(r.status_code == 503 for r in failures)
+
+
+# --- SQLite (aiosqlite): the same rules --------------------------------------------------------
+
+
+@pytest.fixture
+async def sqlite_db(tmp_path: Path) -> AsyncIterator[Database]:
+    database = Database(create_engine(f"sqlite+aiosqlite:///{tmp_path / 'k.db'}", pool_size=1))
+    await migrate(database.engine)
+    yield database
+    await database.dispose()
+
+
+async def _lent(db: Database) -> object:
+    """The driver connection the one-connection pool lends (the same object while it is kept)."""
+    async with db.driver() as driver:
+        connection: object = driver.connection
+    return connection
+
+
+async def _revoked(db: Database) -> list[object]:
+    async with db.driver() as driver:
+        return list(await driver.connection.execute_fetchall("SELECT session_id FROM revocations", ()))
+
+
+async def test_sqlite_a_constraint_violation_is_an_integrity_error_and_the_connection_is_kept(
+    sqlite_db: Database,
+) -> None:
+    before = await _lent(sqlite_db)
+
+    async def orphan() -> None:
+        async with sqlite_db.driver() as driver, driver.transaction():
+            await driver.connection.execute_fetchall(
+                "INSERT INTO refresh_tokens (token_hash, session_id, created_at) VALUES (?, ?, ?)",
+                ("0" * 64, "no-such-session", 1.0),
+            )
+
+    with pytest.raises(IntegrityError):
+        await orphan()
+    assert await _lent(sqlite_db) is before
+
+
+async def test_sqlite_an_error_of_our_own_rolls_the_transaction_back_and_keeps_the_connection(
+    sqlite_db: Database,
+) -> None:
+    """Nothing half-written: the row inserted before the error is gone; the connection is lent again."""
+    before = await _lent(sqlite_db)
+
+    async def lost_race() -> None:
+        async with sqlite_db.driver() as driver, driver.transaction():
+            await driver.connection.execute_fetchall("INSERT INTO revocations VALUES (?, ?)", ("s1", 2.0))
+            raise LookupError("a concurrent refresh spent it first")
+
+    with pytest.raises(LookupError):
+        await lost_race()
+    assert await _revoked(sqlite_db) == []
+    assert await _lent(sqlite_db) is before
+
+
+async def test_sqlite_a_driver_failure_is_unavailable_and_discards_the_connection(sqlite_db: Database) -> None:
+    """An operational error (here: a table that is not there) is a 503; the connection is not lent again."""
+    before = await _lent(sqlite_db)
+
+    async def failing() -> None:
+        async with sqlite_db.driver() as driver:
+            await driver.connection.execute_fetchall("SELECT 1 FROM no_such_table", ())
+
+    with pytest.raises(ServiceUnavailable):
+        await failing()
+    assert await _lent(sqlite_db) is not before

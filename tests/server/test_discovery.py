@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import pytest
+from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from starlette.routing import Route
 
+from keyturn.server.app import ROUTERS
 from tests.conftest import ClientFactory, SettingsFactory
 
 pytestmark = pytest.mark.anyio
@@ -88,6 +92,12 @@ async def test_openapi_documents_the_error_envelope_on_every_operation(client: h
             for status in ("401", "403", "404", "409", "413", "422", "429", "503"):
                 body = operation["responses"][status]["content"]["application/json"]["schema"]
                 assert body == {"$ref": "#/components/schemas/ErrorBody"}, (method, path, status)
+
+    # The same document as FastAPI's own include_router builds from the same routers.
+    reference = FastAPI(title=spec["info"]["title"], version=spec["info"]["version"], summary=spec["info"]["summary"])
+    for router in ROUTERS:
+        reference.include_router(router)
+    assert spec == json.loads(json.dumps(reference.openapi()))
 
 
 async def test_routes_are_served_flat(client: httpx.AsyncClient) -> None:

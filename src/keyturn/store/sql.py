@@ -271,78 +271,53 @@ class Driver:
         await self.connection.commit()
 
 
-def _refused_on_live_connection(exc: BaseException, connection: Any, *, postgres: bool) -> bool:
-    """True when the database refused a statement and the connection is still good to lend."""
-    if postgres:
-        import asyncpg  # noqa: PLC0415 - loaded by the PostgreSQL dialect already
+@dataclass(frozen=True, slots=True)
+class _Verdict:
+    """What a failure on a lent driver connection means."""
 
-        return isinstance(exc, asyncpg.PostgresError) and not connection.is_closed()
-    return isinstance(exc, sqlite3.IntegrityError | sqlite3.DataError)
+    #: What the caller sees (the failure itself, or the contract error it stands for).
+    error: BaseException
+    #: The connection's state is unknown: discard it rather than lend it again.
+    discard: bool
+    #: The database is unreachable or restarted: the connection's siblings likely are dead too.
+    broken: bool = False
 
 
-def _state_unknown(exc: BaseException, connection: Any, *, postgres: bool) -> bool:
-    """True when ``exc`` leaves the connection in a state nobody can vouch for: discard it.
+def _postgres_verdict(exc: Exception, connection: Any) -> _Verdict:
+    """asyncpg's failures, answered as :meth:`Database._translated` answers SQLAlchemy's.
 
-    A cancellation (mid-statement, perhaps) or a driver failure other than a refused statement.
-    An error of keyturn's own raised between statements (a lost rotation race, say) leaves it
-    clean: the transaction, if any, was rolled back on the way out.
+    A statement the server refused on a live connection keeps the connection and its meaning
+    (a bad value is a 422, a constraint an :class:`IntegrityError`, a server shutting down a
+    503, anything else is raised as it is). A connection that broke or timed out -- its end
+    can also surface as a protocol-state error on the next statement -- is a 503, discarded.
     """
-    if not isinstance(exc, Exception):
-        return True
-    if postgres:
-        import asyncpg  # noqa: PLC0415 - loaded by the PostgreSQL dialect already
-
-        from_driver = isinstance(exc, asyncpg.PostgresError | asyncpg.InterfaceError | asyncpg.InternalClientError)
-    else:
-        from_driver = isinstance(exc, sqlite3.Error)
-    if isinstance(exc, OSError | TimeoutError) or from_driver:
-        return not _refused_on_live_connection(exc, connection, postgres=postgres)
-    return False
-
-
-def _driver_failure(exc: BaseException, connection: Any, *, postgres: bool) -> BaseException:
-    """What a driver's failure is to the caller: the same answers as :meth:`Database._translated` gives.
-
-    A statement the database refused on a live connection keeps its meaning (a bad value is
-    a 422, a constraint an :class:`IntegrityError`, anything else is raised as it is); a
-    connection that broke, timed out, was shut down or found the database locked is
-    :class:`ServiceUnavailable`.
-    """
-    if not isinstance(exc, Exception):
-        return exc  # a cancellation stays one
-    if not postgres:
-        return _sqlite_failure(exc)
     import asyncpg  # noqa: PLC0415 - loaded by the PostgreSQL dialect already
 
-    if _refused_on_live_connection(exc, connection, postgres=True):
-        return _postgres_refusal(exc)
-    # A connection the server ended (its messages can also surface as a protocol-state
-    # error on the next statement), a network or timeout failure: the database is unavailable.
-    broken = (OSError, TimeoutError, asyncpg.InterfaceError, asyncpg.InternalClientError, asyncpg.PostgresError)
-    if connection.is_closed() or isinstance(exc, broken):
-        return ServiceUnavailable()
-    return exc
+    if isinstance(exc, asyncpg.PostgresError) and not connection.is_closed():
+        sqlstate = str(exc.sqlstate or "")
+        if sqlstate.startswith("22"):
+            return _Verdict(_refused_value(sqlstate), discard=False)
+        if isinstance(exc, asyncpg.IntegrityConstraintViolationError):
+            return _Verdict(IntegrityError(None, None, exc), discard=False)
+        if sqlstate[:2] in _UNAVAILABLE_CLASSES:
+            return _Verdict(ServiceUnavailable(), discard=False)
+        return _Verdict(exc, discard=False)
+    broken = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError)
+    if isinstance(exc, broken) or connection.is_closed():
+        return _Verdict(ServiceUnavailable(), discard=True, broken=True)
+    return _Verdict(exc, discard=False)  # keyturn's own, raised between statements: the connection is clean
 
 
-def _postgres_refusal(exc: BaseException) -> BaseException:
-    import asyncpg  # noqa: PLC0415 - loaded by the PostgreSQL dialect already
-
-    sqlstate = str(getattr(exc, "sqlstate", "") or "")
-    if sqlstate.startswith("22"):
-        return _refused_value(sqlstate)
-    if isinstance(exc, asyncpg.IntegrityConstraintViolationError):
-        return IntegrityError(None, None, exc)
-    if sqlstate[:2] in _UNAVAILABLE_CLASSES:
-        return ServiceUnavailable()
-    return exc
-
-
-def _sqlite_failure(exc: BaseException) -> BaseException:
+def _sqlite_verdict(exc: Exception) -> _Verdict:
+    """sqlite3's failures: a refused row keeps the connection; anything else from the driver discards it."""
     if isinstance(exc, sqlite3.IntegrityError):
-        return IntegrityError(None, None, exc)
+        return _Verdict(IntegrityError(None, None, exc), discard=False)
+    if isinstance(exc, sqlite3.DataError):
+        return _Verdict(exc, discard=False)
     if isinstance(exc, sqlite3.OperationalError | OSError | TimeoutError):
-        return ServiceUnavailable()  # locked beyond the busy timeout, I/O error, read-only file ...
-    return exc
+        # Locked beyond the busy timeout, an I/O error, a read-only file ...
+        return _Verdict(ServiceUnavailable(), discard=True)
+    return _Verdict(exc, discard=isinstance(exc, sqlite3.Error))
 
 
 #: SQLSTATE classes that mean the server cannot serve now: connection exception,
@@ -407,18 +382,22 @@ class Database:
         try:
             yield Driver(connection, postgres=postgres)
         except BaseException as exc:
-            failure = _driver_failure(exc, connection, postgres=postgres)
-            if _state_unknown(exc, connection, postgres=postgres):
-                if postgres:
-                    proxied.invalidate()
-                    if isinstance(failure, ServiceUnavailable):  # broken: its siblings likely are too
-                        mark_connections_stale(self.engine)
-                else:
-                    with anyio.CancelScope(shield=True):
-                        await greenlet_spawn(proxied.invalidate)
-            if failure is exc:
+            if not isinstance(exc, Exception):  # cancelled, perhaps mid-statement: raised as it is
+                verdict = _Verdict(exc, discard=True)
+            elif postgres:
+                verdict = _postgres_verdict(exc, connection)
+            else:
+                verdict = _sqlite_verdict(exc)
+            if verdict.discard and postgres:
+                proxied.invalidate()
+            elif verdict.discard:
+                with anyio.CancelScope(shield=True):
+                    await greenlet_spawn(proxied.invalidate)
+            if verdict.broken:
+                mark_connections_stale(self.engine)
+            if verdict.error is exc:
                 raise
-            raise failure from exc
+            raise verdict.error from exc
         finally:
             if postgres:
                 proxied.close()  # the reset on return is a no-op here: asyncpg's own transactions are over
