@@ -32,9 +32,9 @@ from typing import Any, Final
 import anyio
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
+from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
-from redis.retry import Retry
 from sqlalchemy import select
 
 from keyturn.clock import Clock
@@ -382,6 +382,6 @@ class Fleet:
 
 async def _close_quietly(pubsub: PubSub) -> None:
     try:
-        await pubsub.aclose()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
+        await pubsub.aclose()
     except REDIS_ERRORS:
         log.debug("pubsub close failed", exc_info=True)
