@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import anyio
 import asyncpg
@@ -207,3 +208,37 @@ async def test_sqlite_a_driver_failure_is_unavailable_and_discards_the_connectio
     with pytest.raises(ServiceUnavailable):
         await failing()
     assert await _lent(sqlite_db) is not before
+
+
+async def test_sqlite_a_connection_handed_back_inside_a_transaction_is_rolled_back(sqlite_db: Database) -> None:
+    """A write left uncommitted is undone on return: the next borrower never inherits it (nor the write lock)."""
+
+    async def abandon_a_write() -> None:
+        async with sqlite_db.driver() as driver:
+            await driver.connection.execute_fetchall("INSERT INTO revocations VALUES (?, ?)", ("s1", 2.0))
+            assert driver.connection.in_transaction
+
+    await abandon_a_write()
+    async with sqlite_db.driver() as driver:
+        assert not driver.connection.in_transaction
+    assert await _revoked(sqlite_db) == []
+
+
+async def test_sqlite_a_connection_handed_back_idle_costs_no_rollback(
+    sqlite_db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a read or a commit there is nothing to roll back: no hop to aiosqlite's thread for one."""
+    connection: Any = await _lent(sqlite_db)
+    rollbacks: list[None] = []
+    original = connection.rollback
+
+    async def counted() -> None:
+        rollbacks.append(None)
+        await original()
+
+    monkeypatch.setattr(connection, "rollback", counted)
+    await _revoked(sqlite_db)
+    async with sqlite_db.driver() as driver, driver.transaction():
+        await driver.connection.execute_fetchall("INSERT INTO revocations VALUES (?, ?)", ("s1", 2.0))
+    assert rollbacks == []
+    assert await _lent(sqlite_db) is connection

@@ -1,7 +1,8 @@
 """Rate limits and the login back-off, on the ``limits`` library's storage, timed by the injected clock.
 
-Counters live in a :mod:`limits` async storage: in process memory by default, in Redis
-when ``KEYTURN_REDIS_URL`` is set (so every instance shares them; while Redis is down,
+Counters live in process memory by default (:class:`~keyturn.server.counters.MemoryCounters`,
+not ``limits``' memory storage, which rescans every key on every hit), in ``limits``' Redis
+storage when ``KEYTURN_REDIS_URL`` is set (so every instance shares them; while Redis is down,
 each instance counts in its own memory, so the limits keep holding). ``limits``' own
 strategies read the wall clock inside the storage (and Redis), so they cannot be driven
 by keyturn's :class:`~keyturn.clock.Clock`; here the *clock* picks the window a hit
@@ -37,16 +38,17 @@ import time
 import unicodedata
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar
 
 from limits import parse as parse_rate
-from limits.aio.storage import MemoryStorage, Storage
+from limits.aio.storage import Storage
 from limits.errors import StorageError
 from limits.storage import storage_from_string
 
 from keyturn.clock import Clock
 from keyturn.domain.identity import normalise_email
 from keyturn.errors import RateLimited, ServiceUnavailable, ValidationFailed
+from keyturn.server.counters import MemoryCounters
 from keyturn.settings import Settings
 
 if TYPE_CHECKING:  # imported where used: a server without KEYTURN_REDIS_URL never loads redis (~5 MiB)
@@ -59,6 +61,7 @@ __all__ = [
     "LoginAttempt",
     "LoginRefused",
     "LoginThrottle",
+    "CounterStorage",
     "Rate",
     "RateLimits",
     "Throttled",
@@ -110,17 +113,18 @@ def _async_redis_uri(url: str) -> str:
     return url if url.startswith("async+") else "async+" + url
 
 
-def _memory() -> Storage:
-    storage = storage_from_string("async+memory://", wrap_exceptions=True)
-    if not isinstance(storage, Storage):  # pragma: no cover - the async+ schemes always give async storages
-        raise TypeError("expected an async limits storage")
-    return storage
+class CounterStorage(Protocol):
+    """What the limits need of a storage: ``limits``' Redis storage, or :class:`MemoryCounters`."""
+
+    async def incr(self, key: str, expiry: int, amount: int = 1) -> int: ...
+
+    async def get(self, key: str) -> int: ...
 
 
-def limits_storage(redis_url: str | None, *, prefix: str = KEY_PREFIX) -> tuple[Storage, ConnectionPool | None]:
+def limits_storage(redis_url: str | None, *, prefix: str = KEY_PREFIX) -> tuple[CounterStorage, ConnectionPool | None]:
     """Redis (via redis-py, short timeouts, a pool the caller closes) when a URL is given, else memory."""
     if not redis_url:
-        return _memory(), None
+        return MemoryCounters(), None
     from redis.asyncio import ConnectionPool  # noqa: PLC0415 - only with Redis configured
 
     pool = ConnectionPool.from_url(redis_url, socket_timeout=REDIS_TIMEOUT, socket_connect_timeout=REDIS_TIMEOUT)
@@ -142,17 +146,17 @@ class _Counters:
     failure, Redis is tried again :data:`FALLBACK_SECONDS` later.
     """
 
-    def __init__(self, storage: Storage) -> None:
+    def __init__(self, storage: CounterStorage) -> None:
         self.storage = storage
-        self._fallback = _memory() if not isinstance(storage, MemoryStorage) else None
+        self._fallback = MemoryCounters() if not isinstance(storage, MemoryCounters) else None
         self._down_until = 0.0
 
-    def _active(self) -> Storage:
+    def _active(self) -> CounterStorage:
         if self._fallback is not None and time.monotonic() < self._down_until:
             return self._fallback
         return self.storage
 
-    async def _call(self, work: Callable[[Storage], Awaitable[T]]) -> T:
+    async def _call(self, work: Callable[[CounterStorage], Awaitable[T]]) -> T:
         storage = self._active()
         try:
             return await work(storage)
@@ -403,7 +407,7 @@ class RateLimits:
     """Every limit of the server, over one storage."""
 
     def __init__(
-        self, storage: Storage, clock: Clock, settings: Settings, *, pool: ConnectionPool | None = None
+        self, storage: CounterStorage, clock: Clock, settings: Settings, *, pool: ConnectionPool | None = None
     ) -> None:
         counters = _Counters(storage)
         self.storage = storage

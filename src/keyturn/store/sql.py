@@ -28,6 +28,7 @@ from sqlalchemy.engine import Engine, Row
 from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import PoolResetState
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import Label
@@ -76,8 +77,11 @@ def create_engine(url: str, *, pool_size: int = 10, max_overflow: int = 0, pool_
     """
     if url.startswith("sqlite"):
         pool = {"pool_size": pool_size, "max_overflow": max_overflow, "pool_timeout": pool_timeout}
-        engine = create_async_engine(url, connect_args={"timeout": 30}, **(pool if sqlite_path(url) else {}))
+        engine = create_async_engine(
+            url, connect_args={"timeout": 30}, pool_reset_on_return=None, **(pool if sqlite_path(url) else {})
+        )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        event.listen(engine.sync_engine, "reset", _sqlite_reset)
         return engine
     engine = create_async_engine(
         url,
@@ -150,6 +154,21 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     for pragma in ("foreign_keys=ON", "journal_mode=WAL", "busy_timeout=30000", "synchronous=NORMAL"):
         cursor.execute(f"PRAGMA {pragma}")
     cursor.close()
+
+
+def _sqlite_reset(dbapi_connection: Any, record: Any, state: PoolResetState) -> None:
+    """Roll a returned SQLite connection back only if it holds a transaction.
+
+    Replaces SQLAlchemy's rollback-on-return (``pool_reset_on_return=None``), which rolls
+    back every connection a :meth:`Database.driver` caller hands back -- one more hop to
+    aiosqlite's thread (~45 µs of CPU) per checkout, for nothing after a read or a commit.
+    A connection left inside a transaction (an error between statements) is still rolled
+    back, so it never reaches the next borrower holding SQLite's write lock.
+    """
+    if state.terminate_only or not state.asyncio_safe or state.transaction_was_reset:
+        return  # being closed (which rolls back), or SQLAlchemy already ended its transaction
+    if record.driver_connection.in_transaction:
+        dbapi_connection.rollback()
 
 
 def _refused_value(sqlstate: str) -> ValidationFailed:
