@@ -155,7 +155,7 @@ def auth_server(name: str, runtime: Runtime, env: Mapping[str, str], workers: in
     )
 
 
-def _server_env(data_dir: Path, database_url: str, **extra: str) -> dict[str, str]:
+def server_env(data_dir: Path, database_url: str, **extra: str) -> dict[str, str]:
     """keyturn's settings for a peer: a private data dir, the given database, quiet logs."""
     return {
         "KEYTURN_DATA_DIR": str(data_dir),
@@ -223,7 +223,7 @@ def login_peer(runtime: Runtime, work_dir: Path) -> LoginPeer | None:
     measured now, on this machine.
     """
     home = _fresh_dir(work_dir / "keyturn-login")
-    env = _server_env(home, f"sqlite:///{home / 'keyturn.db'}")
+    env = server_env(home, f"sqlite:///{home / 'keyturn.db'}")
     emails = [f"storm-{index:03d}@example.com" for index in range(STORM_ACCOUNTS)]
     seed.seed(env, [(email, BENCH_PASSWORD) for email in emails])
     body = home / "login.json"
@@ -258,7 +258,7 @@ def refresh_peer(database: Literal["sqlite", "postgresql"], runtime: Runtime, wo
     else:
         url = seed.create_database()
         atexit.register(seed.drop_database, url)
-    env = _server_env(home, url, KEYTURN_RATE_LIMIT_REFRESH="1000000/minute")
+    env = server_env(home, url, KEYTURN_RATE_LIMIT_REFRESH="1000000/minute")
     tokens = seed.seed(env, [("refresh@example.com", BENCH_PASSWORD)], sessions=REFRESH_TOKENS)
     body = home / "refresh.json"
     body.write_text(json.dumps({"refresh_token": "{{token}}"}))

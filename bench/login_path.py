@@ -1,0 +1,104 @@
+"""What a login costs the server besides the password hash, thread by thread.
+
+``python -m bench.login_path`` starts ``keyturn serve`` on SQLite as the login storm does (48
+accounts, 16 closed-loop wrk connections) but with the test-only hash profile, so that what is
+measured is the request path: HTTP, the throttle, the account read, the session insert, the
+access token, the audit append. It reports the server's CPU per login over several runs, split
+into the event loop's thread and every other thread (aiosqlite's connection threads, the hashing
+threads). ``--hash owasp`` measures the production profile instead (the storm itself), and adds
+the hash-bound limit and the all-cores-hashing rate measured just before, as the suite does.
+
+CPU time comes from ``/proc`` (time a thread waited for a core or for the GIL is not counted).
+docs/performance.md quotes it for the login path's changes; the suite's storm is the comparison
+that counts for the targets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from bench import keyturn_peers, seed
+from bench.servers import running
+from bench.wrk import LoadSettings, LoadSpec, run_wrk
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _thread_cpu(pid: int) -> dict[int, float]:
+    """CPU seconds (user + system) of every thread of ``pid``, by thread id."""
+    cpu = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            stat = (task / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        cpu[int(task.name)] = (int(fields[11]) + int(fields[12])) / _TICK
+    return cpu
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.login_path", description=__doc__)
+    parser.add_argument("--hash", choices=["test-only-cheap", "owasp"], default="test-only-cheap")
+    parser.add_argument("--seconds", type=float, default=5.0, help="seconds per wrk run")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--connections", type=int, default=16)
+    args = parser.parse_args(argv)
+
+    home = Path(tempfile.mkdtemp(prefix="keyturn-login-path-"))
+    try:
+        env = keyturn_peers.server_env(home, f"sqlite:///{home / 'keyturn.db'}", KEYTURN_PASSWORD_PROFILE=args.hash)
+        emails = [f"storm-{index:03d}@example.com" for index in range(keyturn_peers.STORM_ACCOUNTS)]
+        seed.seed(env, [(email, keyturn_peers.BENCH_PASSWORD) for email in emails])
+        body = home / "login.json"
+        body.write_text(json.dumps({"email": "{{token}}", "password": keyturn_peers.BENCH_PASSWORD}))
+        load = LoadSpec("/auth/login", body_file=body, tokens_file=seed.write_lines(home / "emails.txt", emails))
+        if args.hash == "owasp":
+            verify_s = keyturn_peers.password_verify_seconds()
+            all_cores = keyturn_peers.password_verify_all_cores_per_s()
+            cores = os.cpu_count() or 1
+            print(
+                f"hash-bound limit {cores / verify_s:.1f}/s ({verify_s * 1e3:.2f} ms per verification); "
+                f"all cores hashing {all_cores:.1f}/s"
+            )
+        settings = LoadSettings(duration_s=args.seconds, connections=args.connections)
+        loop_ms, other_ms, rates = [], [], []
+        with running(keyturn_peers.auth_server("login-path", "uvicorn", env), home) as server:
+            pid = server.process.pid
+            run_wrk(server.base_url + load.path, load, LoadSettings(duration_s=2, connections=args.connections))
+            for _ in range(args.runs):
+                before = _thread_cpu(pid)
+                result = run_wrk(server.base_url + load.path, load, settings)
+                after = _thread_cpu(pid)
+                if not result.ok or not result.requests:
+                    print(f"run failed: {result}", file=sys.stderr)
+                    return 1
+                spent = {tid: after[tid] - before.get(tid, 0.0) for tid in after}
+                loop_ms.append(1e3 * spent.get(pid, 0.0) / result.requests)
+                other_ms.append(1e3 * sum(v for tid, v in spent.items() if tid != pid) / result.requests)
+                rates.append(result.requests_per_s)
+                print(
+                    f"  {rates[-1]:.0f} logins/s; CPU per login: event loop {loop_ms[-1]:.2f} ms, "
+                    f"other threads {other_ms[-1]:.2f} ms"
+                )
+        total = [a + b for a, b in zip(loop_ms, other_ms, strict=True)]
+        print(
+            f"{args.hash}: median {statistics.median(rates):.0f} logins/s, server CPU per login "
+            f"{statistics.median(total):.2f} ms (event loop {statistics.median(loop_ms):.2f}, "
+            f"other threads {statistics.median(other_ms):.2f}); min-max {min(total):.2f}-{max(total):.2f}"
+        )
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
