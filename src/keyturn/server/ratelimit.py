@@ -57,11 +57,11 @@ if TYPE_CHECKING:  # imported where used: a server without KEYTURN_REDIS_URL nev
 __all__ = [
     "MAX_LOCK",
     "STRIKE_MEMORY",
+    "CounterStorage",
     "LimitExceeded",
     "LoginAttempt",
     "LoginRefused",
     "LoginThrottle",
-    "CounterStorage",
     "Rate",
     "RateLimits",
     "Throttled",
