@@ -137,6 +137,8 @@ class Settings(BaseSettings):
     jwks_max_age: Duration = 300
     purge_interval: Duration = 3600
     key_encryption_key: SecretStr | None = None
+    #: The key-encryption key being replaced: keys it sealed still open, and are re-sealed at start.
+    key_encryption_key_previous: SecretStr | None = None
     token_encryption: Literal["none", "dir"] = "none"
     encryption_key: SecretStr | None = None
     key_rotation_interval: Duration = 0
@@ -212,10 +214,15 @@ def _check_cookies(s: Settings) -> None:
 def _check_encryption(s: Settings) -> None:
     if s.token_encryption == "dir" and s.encryption_key is None:
         raise ConfigurationError("KEYTURN_TOKEN_ENCRYPTION=dir needs a 32-byte KEYTURN_ENCRYPTION_KEY (base64url)")
+    if s.key_encryption_key_previous is not None and s.key_encryption_key is None:
+        raise ConfigurationError(
+            "KEYTURN_KEY_ENCRYPTION_KEY_PREVIOUS needs KEYTURN_KEY_ENCRYPTION_KEY: the keys are re-sealed with it"
+        )
     # Decoded here, once, so a malformed key refuses to start instead of failing on first use.
     for name, value in (
         ("KEYTURN_ENCRYPTION_KEY", s.encryption_key),
         ("KEYTURN_KEY_ENCRYPTION_KEY", s.key_encryption_key),
+        ("KEYTURN_KEY_ENCRYPTION_KEY_PREVIOUS", s.key_encryption_key_previous),
     ):
         if value is not None:
             symmetric_key_from_b64(value.get_secret_value(), purpose=name)

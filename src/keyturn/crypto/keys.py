@@ -38,6 +38,7 @@ __all__ = [
     "hmac_signing_key",
     "is_sealed",
     "load_private_jwk",
+    "resealed_private_jwk",
     "seal_private_jwk",
     "symmetric_key_from_b64",
 ]
@@ -197,25 +198,53 @@ def is_sealed(stored: str) -> bool:
     return not stored.lstrip().startswith("{")
 
 
-def load_private_jwk(stored: str, kek: OctKey | None) -> Key:
-    """Import a stored private key, decrypting it with ``kek`` when it is sealed.
+def _unseal(stored: str, kek: OctKey | None, previous: OctKey | None) -> tuple[bytes, bool]:
+    """The stored private key's JSON, and whether it is sealed with ``kek`` (rather than in clear or
+    with ``previous``, the KEK being replaced).
 
-    Raises :class:`ConfigurationError` if the key is sealed and ``kek`` is missing or
-    wrong, or if the stored value is not a key at all: keyturn refuses to start then.
+    Raises :class:`ConfigurationError` if it is sealed and no KEK given opens it.
     """
-    if is_sealed(stored):
-        if kek is None:
-            raise ConfigurationError("signing keys are encrypted at rest: KEYTURN_KEY_ENCRYPTION_KEY is required")
+    if not is_sealed(stored):
+        return stored.encode(), False
+    if kek is None:
+        raise ConfigurationError("signing keys are encrypted at rest: KEYTURN_KEY_ENCRYPTION_KEY is required")
+    for candidate in (kek, previous):
+        if candidate is None:
+            continue
         try:
-            plain = jwe.decrypt_compact(stored, kek, registry=_KEK_REGISTRY).plaintext or b""
-        except (JoseError, ValueError) as exc:
-            raise ConfigurationError("KEYTURN_KEY_ENCRYPTION_KEY does not decrypt the stored signing keys") from exc
-    else:
-        plain = stored.encode()
+            return jwe.decrypt_compact(stored, candidate, registry=_KEK_REGISTRY).plaintext or b"", candidate is kek
+        except (JoseError, ValueError):
+            continue
+    tried = "KEYTURN_KEY_ENCRYPTION_KEY" + (" (nor KEYTURN_KEY_ENCRYPTION_KEY_PREVIOUS)" if previous else "")
+    raise ConfigurationError(f"{tried} does not decrypt the stored signing keys")
+
+
+def load_private_jwk(stored: str, kek: OctKey | None, previous: OctKey | None = None) -> Key:
+    """Import a stored private key, decrypting it with ``kek`` -- or ``previous`` -- when it is sealed.
+
+    ``previous`` is the key-encryption key being replaced (``KEYTURN_KEY_ENCRYPTION_KEY_PREVIOUS``):
+    rows it sealed still open until :func:`resealed_private_jwk` has moved them to ``kek``.
+    Raises :class:`ConfigurationError` if the key is sealed and neither KEK opens it, or if the
+    stored value is not a key at all: keyturn refuses to start then.
+    """
+    plain, _ = _unseal(stored, kek, previous)
     try:
         return jwk.import_key(json.loads(plain))
     except (JoseError, ValueError, TypeError, KeyError) as exc:
         raise ConfigurationError("a stored signing key is corrupt; restore the signing_keys table") from exc
+
+
+def resealed_private_jwk(stored: str, kek: OctKey | None, previous: OctKey | None = None) -> str | None:
+    """``stored`` sealed with ``kek``, or ``None`` when it already is (or when there is no KEK).
+
+    Moves a key stored in clear, or sealed with ``previous``, under the current KEK: how a KEK is
+    set on an existing installation, and how one is replaced in place. Raises
+    :class:`ConfigurationError` as :func:`load_private_jwk` does.
+    """
+    if kek is None:
+        return None
+    plain, sealed_with_kek = _unseal(stored, kek, previous)
+    return None if sealed_with_kek else seal_private_jwk(plain.decode(), kek)
 
 
 class KeyRing:

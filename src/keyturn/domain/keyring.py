@@ -30,7 +30,7 @@ import anyio
 from keyturn.clock import Clock
 from keyturn.crypto.keys import KeyChange, KeyRing, KeyState, SigningKey, generate_signing_key, hmac_signing_key
 from keyturn.domain.ports import KeyStore
-from keyturn.errors import ServiceUnavailable, ValidationFailed
+from keyturn.errors import ConfigurationError, ServiceUnavailable, ValidationFailed
 
 __all__ = ["KeyManager", "KeyPolicy", "RotationHook"]
 
@@ -92,7 +92,8 @@ class KeyManager:
     async def start(self) -> KeyRing:
         """Load the ring and make it whole: a current key of the configured algorithm, and a next key.
 
-        Seals keys stored in clear when a key-encryption key is configured. Raises
+        Seals keys stored in clear, or sealed with the key-encryption key being replaced, with
+        the configured one (see :meth:`~keyturn.domain.ports.KeyStore.reseal`). Raises
         :class:`~keyturn.errors.ConfigurationError` when the stored keys cannot be opened.
         """
         if self.is_hmac:
@@ -100,7 +101,7 @@ class KeyManager:
             return self._ring
         sealed = await self._store.reseal()
         if sealed:
-            log.info("sealed signing keys stored in clear", extra={"keys": sealed})
+            log.info("sealed signing keys with the current key-encryption key", extra={"keys": sealed})
         async with self._lock:
             ring = await self.reload()
             current = _signing_key(ring)
@@ -149,7 +150,31 @@ class KeyManager:
                     raise
                 self._retry_at = self._clock.now() + self._policy.reload_interval
                 log.warning("key ring reload failed: the database is unavailable; keeping the loaded keys")
+            except ConfigurationError as exc:
+                self._keep_loaded(exc)
         return self._ring
+
+    async def reload_serving(self) -> KeyRing:
+        """:meth:`reload` for a running server: stored keys it cannot open leave the loaded ring as is.
+
+        That happens while a key-encryption key is replaced across a fleet (docs/keys.md): the
+        instances started with the new KEK re-seal the keys, and one still running with only the
+        old KEK cannot open them. It keeps signing and verifying with the keys it holds until it
+        restarts with the new KEK, rather than failing requests or stopping. Raises as
+        :meth:`reload` does when no ring was ever loaded, and on a database outage.
+        """
+        try:
+            return await self.reload()
+        except ConfigurationError as exc:
+            self._keep_loaded(exc)
+            return self._ring
+
+    def _keep_loaded(self, exc: ConfigurationError) -> None:
+        """Keep the loaded ring after a reload found keys this instance cannot open; retry later."""
+        if not len(self._ring):
+            raise exc
+        self._retry_at = self._clock.now() + self._policy.reload_interval
+        log.error("key ring reload failed, keeping the loaded keys: %s", exc)
 
     def _stale(self) -> bool:
         """Time to reload: the interval has passed, or the loaded current key is due for rotation."""
@@ -164,7 +189,7 @@ class KeyManager:
         if self.is_hmac or now - self._miss_at < self._policy.miss_reload_floor:
             return self._ring
         self._miss_at = now
-        return await self.reload()
+        return await self.reload_serving()
 
     async def rotate(self, *, compromised: bool = False) -> SigningKey:
         """Promote the next key to current, retire the old current key, publish a new next key.

@@ -102,7 +102,8 @@ class KeyStore(Protocol):
         """Apply ``change`` in one transaction; ``False`` (nothing changed) when its expectation failed."""
 
     async def reseal(self) -> int:
-        """Encrypt any key stored in clear, when a key-encryption key is configured; return how many."""
+        """Seal with the configured key-encryption key every key stored in clear or sealed with the
+        one being replaced; return how many were rewritten."""
 
 
 class AuditStore(Protocol):

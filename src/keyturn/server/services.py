@@ -7,6 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from joserfc.jwk import OctKey
+from pydantic import SecretStr
+
 from keyturn.clock import Clock, SystemClock
 from keyturn.crypto.keys import SigningKey, symmetric_key_from_b64
 from keyturn.crypto.passwords import PROFILES, PasswordHasher
@@ -111,18 +114,15 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
     finally:
         os.umask(old_umask)
     db = Database(engine)
-    kek = (
-        symmetric_key_from_b64(settings.key_encryption_key.get_secret_value(), purpose="KEYTURN_KEY_ENCRYPTION_KEY")
-        if settings.key_encryption_key
-        else None
-    )
+    kek = _symmetric_key(settings.key_encryption_key, "KEYTURN_KEY_ENCRYPTION_KEY")
+    previous_kek = _symmetric_key(settings.key_encryption_key_previous, "KEYTURN_KEY_ENCRYPTION_KEY_PREVIOUS")
     enc = (
-        symmetric_key_from_b64(settings.encryption_key.get_secret_value(), purpose="KEYTURN_ENCRYPTION_KEY")
-        if settings.token_encryption == "dir" and settings.encryption_key
+        _symmetric_key(settings.encryption_key, "KEYTURN_ENCRYPTION_KEY")
+        if settings.token_encryption == "dir"
         else None
     )
     fleet = _fleet(settings, db, clock)
-    key_store = SqlKeyStore(db, kek)
+    key_store = SqlKeyStore(db, kek, previous_kek)
     audit = Audit(SqlAuditStore(db), clock)
 
     async def audit_automatic_rotation(key: SigningKey) -> None:
@@ -142,7 +142,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
         on_automatic_rotation=audit_automatic_rotation,
     )
     if fleet is not None:
-        fleet.on_keys_changed(keys.reload)
+        fleet.on_keys_changed(keys.reload_serving)
     tokens = TokenIssuer(
         keys,
         clock,
@@ -198,6 +198,11 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
         audit=audit,
         rate_limits=RateLimits.from_settings(settings, clock),
     )
+
+
+def _symmetric_key(value: SecretStr | None, name: str) -> OctKey | None:
+    """The 32-byte key in setting ``name``, if set (its format was checked with the settings)."""
+    return symmetric_key_from_b64(value.get_secret_value(), purpose=name) if value is not None else None
 
 
 def _fleet(settings: Settings, db: Database, clock: Clock) -> Fleet | None:

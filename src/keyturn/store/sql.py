@@ -34,7 +34,14 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import Label
 from sqlalchemy.util import greenlet_spawn
 
-from keyturn.crypto.keys import KeyChange, KeyState, SigningKey, is_sealed, load_private_jwk, seal_private_jwk
+from keyturn.crypto.keys import (
+    KeyChange,
+    KeyState,
+    SigningKey,
+    load_private_jwk,
+    resealed_private_jwk,
+    seal_private_jwk,
+)
 from keyturn.domain.models import PurgeCutoffs, Rotation, Session, SpentToken, StoredUser, User
 from keyturn.errors import EmailTaken, ServiceUnavailable, ValidationFailed
 from keyturn.store.tables import refresh_tokens, revocations, sessions, signing_keys, users
@@ -813,13 +820,16 @@ class SqlRevocationStore:
 class SqlKeyStore:
     """Signing keys in the database, where every instance reads them; sealed when a KEK is set.
 
-    Parsed keys are cached by ``kid`` and stored text: importing an RSA private key
-    costs tens of milliseconds, and the ring is reloaded every few seconds.
+    ``previous_kek`` is a key-encryption key being replaced: the keys it sealed still open,
+    and :meth:`reseal` moves them under ``kek``. Parsed keys are cached by ``kid`` and stored
+    text: importing an RSA private key costs tens of milliseconds, and the ring is reloaded
+    every few seconds.
     """
 
-    def __init__(self, db: Database, kek: OctKey | None = None) -> None:
+    def __init__(self, db: Database, kek: OctKey | None = None, previous_kek: OctKey | None = None) -> None:
         self._db = db
         self._kek = kek
+        self._previous_kek = previous_kek
         self._parsed: dict[str, tuple[str, Key]] = {}
 
     async def load(self) -> list[SigningKey]:
@@ -829,7 +839,7 @@ class SqlKeyStore:
         for r in rows:
             cached = self._parsed.get(r.kid)
             if cached is None or cached[0] != r.private_jwk:
-                key = await anyio.to_thread.run_sync(load_private_jwk, r.private_jwk, self._kek)
+                key = await anyio.to_thread.run_sync(load_private_jwk, r.private_jwk, self._kek, self._previous_kek)
                 cached = (r.private_jwk, key)
             parsed[r.kid] = cached
         self._parsed = parsed
@@ -881,18 +891,27 @@ class SqlKeyStore:
         return True
 
     async def reseal(self) -> int:
+        """Seal with the current KEK every key stored in clear or sealed with the previous one.
+
+        One transaction; each row is rewritten only if it still holds what was read, so
+        instances starting together rewrite each row once between them.
+        """
         if self._kek is None:
             return 0
         async with self._db.transaction() as conn:
             rows = list(await conn.execute(select(signing_keys.c.kid, signing_keys.c.private_jwk)))
-            plain = [r for r in rows if not is_sealed(r.private_jwk)]
-            for r in plain:
+            moved = 0
+            for r in rows:
+                resealed = resealed_private_jwk(r.private_jwk, self._kek, self._previous_kek)
+                if resealed is None:
+                    continue
                 await conn.execute(
                     update(signing_keys)
                     .where(signing_keys.c.kid == r.kid, signing_keys.c.private_jwk == r.private_jwk)
-                    .values(private_jwk=seal_private_jwk(r.private_jwk, self._kek))
+                    .values(private_jwk=resealed)
                 )
-        return len(plain)
+                moved += 1
+        return moved
 
 
 class _RingMoved(Exception):
