@@ -141,6 +141,8 @@ class Settings(BaseSettings):
     key_encryption_key_previous: SecretStr | None = None
     token_encryption: Literal["none", "dir"] = "none"
     encryption_key: SecretStr | None = None
+    #: The token-encryption key being replaced: access tokens it encrypted still verify.
+    encryption_key_previous: SecretStr | None = None
     key_rotation_interval: Duration = 0
     db_pool_size: int = Field(default=10, ge=1)
     db_max_overflow: int = Field(default=0, ge=0)
@@ -214,6 +216,10 @@ def _check_cookies(s: Settings) -> None:
 def _check_encryption(s: Settings) -> None:
     if s.token_encryption == "dir" and s.encryption_key is None:
         raise ConfigurationError("KEYTURN_TOKEN_ENCRYPTION=dir needs a 32-byte KEYTURN_ENCRYPTION_KEY (base64url)")
+    if s.encryption_key_previous is not None and (s.token_encryption != "dir" or s.encryption_key is None):
+        raise ConfigurationError(
+            "KEYTURN_ENCRYPTION_KEY_PREVIOUS needs KEYTURN_TOKEN_ENCRYPTION=dir and KEYTURN_ENCRYPTION_KEY"
+        )
     if s.key_encryption_key_previous is not None and s.key_encryption_key is None:
         raise ConfigurationError(
             "KEYTURN_KEY_ENCRYPTION_KEY_PREVIOUS needs KEYTURN_KEY_ENCRYPTION_KEY: the keys are re-sealed with it"
@@ -221,6 +227,7 @@ def _check_encryption(s: Settings) -> None:
     # Decoded here, once, so a malformed key refuses to start instead of failing on first use.
     for name, value in (
         ("KEYTURN_ENCRYPTION_KEY", s.encryption_key),
+        ("KEYTURN_ENCRYPTION_KEY_PREVIOUS", s.encryption_key_previous),
         ("KEYTURN_KEY_ENCRYPTION_KEY", s.key_encryption_key),
         ("KEYTURN_KEY_ENCRYPTION_KEY_PREVIOUS", s.key_encryption_key_previous),
     ):

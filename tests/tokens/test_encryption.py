@@ -19,6 +19,7 @@ from keyturn.clock import FrozenClock
 from keyturn.crypto.access_tokens import VerifyOptions, issue_access_token, verify_access_token
 from keyturn.crypto.keys import symmetric_key_from_b64
 from keyturn.errors import ConfigurationError, TokenInvalid
+from keyturn.guard import Guard
 from keyturn.settings import Settings
 from tests.conftest import ClientFactory, SettingsFactory, app_of, assert_error, bearer, login, register
 from tests.guarded import AUDIENCE, ISSUER, guarded_api
@@ -170,3 +171,46 @@ def test_a_bad_encryption_key_refuses_to_start(make_settings: SettingsFactory, v
     """KEYTURN_ENCRYPTION_KEY must be 32 bytes of base64url; anything else is a ConfigurationError at load."""
     with pytest.raises(ConfigurationError, match=reason):
         make_settings(token_encryption="dir", encryption_key=value)
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], ids=["sqlite"])
+async def test_the_encryption_key_is_replaced_without_refusing_a_live_token(
+    make_client: ClientFactory, make_settings: SettingsFactory, clock: FrozenClock
+) -> None:
+    """Guards first take the new key with the old as previous, then the server switches (docs/keys.md).
+
+    Tokens the old key encrypted keep working everywhere until they expire; new tokens are
+    encrypted with the new key only; once the old key is dropped, its tokens are refused.
+    """
+    old, new = new_key(), new_key()
+    async with make_client(encrypted(make_settings, old)) as client:
+        await register(client)
+        before = (await login(client))["access_token"]
+        app = app_of(client)
+        async with guarded_api(app, clock, decryption_key=new, previous_decryption_key=old) as api:
+            assert (await api.get("/orders", headers=bearer(before))).status_code == 200
+    async with make_client(encrypted(make_settings, new, encryption_key_previous=old)) as client:
+        assert (await client.get("/auth/me", headers=bearer(before))).status_code == 200
+        after = (await login(client))["access_token"]
+        assert (await client.get("/auth/me", headers=bearer(after))).status_code == 200
+        app = app_of(client)
+        async with guarded_api(app, clock, decryption_key=new, previous_decryption_key=old) as api:
+            for token in (before, after):
+                assert (await api.get("/orders", headers=bearer(token))).status_code == 200
+        async with guarded_api(app, clock, decryption_key=old) as api:
+            assert_error(await api.get("/orders", headers=bearer(after)), 401, "TOKEN_INVALID")
+    async with make_client(encrypted(make_settings, new)) as client:
+        assert_error(await client.get("/auth/me", headers=bearer(before)), 401, "TOKEN_INVALID")
+        assert (await client.get("/auth/me", headers=bearer(after))).status_code == 200
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], ids=["sqlite"])
+def test_a_previous_encryption_key_needs_the_current_one(make_settings: SettingsFactory) -> None:
+    with pytest.raises(ConfigurationError, match="KEYTURN_ENCRYPTION_KEY_PREVIOUS needs"):
+        make_settings(encryption_key_previous=new_key())
+    with pytest.raises(ConfigurationError, match="KEYTURN_ENCRYPTION_KEY_PREVIOUS must"):
+        make_settings(token_encryption="dir", encryption_key=new_key(), encryption_key_previous="not base64 at all!")
+    with pytest.raises(ConfigurationError, match="previous_decryption_key"):
+        Guard(
+            issuer=ISSUER, audience=AUDIENCE, secret="s" * 32, api_key_exchange=False, previous_decryption_key=new_key()
+        )

@@ -96,6 +96,8 @@ class VerifyOptions:
     leeway: float = 5.0
     #: Set to decrypt nested (JWE-wrapped) tokens; without it an encrypted token is refused.
     decryption_key: OctKey | None = None
+    #: A decryption key being replaced: tokens it encrypted still decrypt (with ``decryption_key`` set).
+    previous_decryption_key: OctKey | None = None
     #: Refuse plain signed tokens (the encrypted-only mode).
     require_encryption: bool = False
 
@@ -383,18 +385,27 @@ def _unwrap(token: str, parts: list[str], options: VerifyOptions) -> list[str]:
         return parts
     if options.decryption_key is None or _json_object(_b64decode(parts[0])) != _ENCRYPTION_HEADER:
         raise TokenInvalid()
+    inner = _decrypted(token, (options.decryption_key, options.previous_decryption_key))
     try:
-        inner = jwe.decrypt_compact(token, options.decryption_key, registry=_JWE_REGISTRY).plaintext
-    except _FOREIGN_ERRORS as exc:
-        raise TokenInvalid() from exc
-    try:
-        signed = (inner or b"").decode("ascii")
+        signed = inner.decode("ascii")
     except UnicodeDecodeError as exc:
         raise TokenInvalid() from exc
     inner_parts = _segments(signed)
     if len(inner_parts) != 3:
         raise TokenInvalid()
     return inner_parts
+
+
+def _decrypted(token: str, keys: Sequence[OctKey | None]) -> bytes:
+    """The plaintext of the JWE ``token``, under the first of ``keys`` that opens it."""
+    for key in keys:
+        if key is None:
+            continue
+        try:
+            return jwe.decrypt_compact(token, key, registry=_JWE_REGISTRY).plaintext or b""
+        except _FOREIGN_ERRORS:
+            continue
+    raise TokenInvalid()
 
 
 def verify_access_token(token: str, keys: KeyLookup, options: VerifyOptions, *, now: float) -> AccessToken:

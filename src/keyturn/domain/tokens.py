@@ -27,6 +27,8 @@ class TokenPolicy:
     leeway: int
     client_id: str = "keyturn"
     encryption_key: OctKey | None = None
+    #: The encryption key being replaced: access tokens it encrypted still verify here.
+    previous_encryption_key: OctKey | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +50,7 @@ class TokenIssuer:
             audience=policy.audience,
             leeway=policy.leeway,
             decryption_key=policy.encryption_key,
+            previous_decryption_key=policy.previous_encryption_key,
             require_encryption=policy.encryption_key is not None,
         )
 

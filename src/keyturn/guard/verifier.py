@@ -205,6 +205,7 @@ class Guard:
         secret: bytes | str | None = None,
         algorithm: str = "HS256",
         decryption_key: OctKey | str | None = None,
+        previous_decryption_key: OctKey | str | None = None,
         allow_http: bool = False,
         tuning: GuardTuning | None = None,
         clock: Clock | None = None,
@@ -221,11 +222,14 @@ class Guard:
         # ``time.time`` itself, so call that directly rather than through a Python method.
         self._now: Callable[[], float] = time.time if type(self._clock) is SystemClock else self._clock.now
         decrypt = _decryption_key(decryption_key)
+        if previous_decryption_key is not None and decrypt is None:
+            raise ConfigurationError("previous_decryption_key is for replacing a decryption_key: pass both")
         self.options = VerifyOptions(
             issuer=self.issuer,
             audience=self.audience,
             leeway=self.leeway,
             decryption_key=decrypt,
+            previous_decryption_key=_decryption_key(previous_decryption_key),
             require_encryption=decrypt is not None,
         )
         self._jwks = self._key_source(jwks_url, secret, algorithm, keys, allow_http)

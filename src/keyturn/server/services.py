@@ -116,11 +116,10 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
     db = Database(engine)
     kek = _symmetric_key(settings.key_encryption_key, "KEYTURN_KEY_ENCRYPTION_KEY")
     previous_kek = _symmetric_key(settings.key_encryption_key_previous, "KEYTURN_KEY_ENCRYPTION_KEY_PREVIOUS")
-    enc = (
-        _symmetric_key(settings.encryption_key, "KEYTURN_ENCRYPTION_KEY")
-        if settings.token_encryption == "dir"
-        else None
-    )
+    enc = previous_enc = None
+    if settings.token_encryption == "dir":
+        enc = _symmetric_key(settings.encryption_key, "KEYTURN_ENCRYPTION_KEY")
+        previous_enc = _symmetric_key(settings.encryption_key_previous, "KEYTURN_ENCRYPTION_KEY_PREVIOUS")
     fleet = _fleet(settings, db, clock)
     key_store = SqlKeyStore(db, kek, previous_kek)
     audit = Audit(SqlAuditStore(db), clock)
@@ -152,6 +151,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
             access_ttl=settings.access_ttl,
             leeway=settings.leeway,
             encryption_key=enc,
+            previous_encryption_key=previous_enc,
         ),
         settings.scopes_for,
     )
