@@ -31,6 +31,8 @@ from keyturn.errors import ConfigurationError
 __all__ = ["Settings", "load_settings", "parse_duration"]
 
 CONFIG_FILE_ENV: Final = "KEYTURN_CONFIG_FILE"
+#: The shortest audit retention accepted (one day): a trail kept for less is hardly one.
+MIN_AUDIT_RETENTION: Final = 86400
 
 
 Duration = Annotated[int, BeforeValidator(parse_duration)]
@@ -136,6 +138,8 @@ class Settings(BaseSettings):
     trusted_proxies: TrustedProxies = Field(default_factory=list)
     jwks_max_age: Duration = 300
     purge_interval: Duration = 3600
+    #: Audit records older than this are deleted at each purge; 0 keeps them forever.
+    audit_retention: Duration = 0
     key_encryption_key: SecretStr | None = None
     #: The key-encryption key being replaced: keys it sealed still open, and are re-sealed at start.
     key_encryption_key_previous: SecretStr | None = None
@@ -238,6 +242,8 @@ def _check_encryption(s: Settings) -> None:
 def _check_ttls(s: Settings) -> None:
     if s.access_ttl < 1 or s.refresh_ttl < s.access_ttl:
         raise ConfigurationError("KEYTURN_ACCESS_TTL must be positive and not longer than KEYTURN_REFRESH_TTL")
+    if 0 < s.audit_retention < MIN_AUDIT_RETENTION:
+        raise ConfigurationError("KEYTURN_AUDIT_RETENTION must be 0 (keep every record) or at least 1d")
     if s.refresh_grace > 300:
         raise ConfigurationError("KEYTURN_REFRESH_GRACE over 300 seconds defeats reuse detection")
     if s.refresh_idle_ttl < 0 or 0 < s.refresh_idle_ttl <= s.access_ttl:

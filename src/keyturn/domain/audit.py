@@ -77,6 +77,8 @@ class AuditEvent:
     API_KEY_REFUSED: Final = "api_key.refused"
     KEY_ROTATED: Final = "signing_key.rotated"
     RATE_LIMITED: Final = "request.rate_limited"
+    #: Records older than the retention were deleted; ``detail.anchor`` is the last one's hash.
+    PURGED: Final = "audit.purged"
 
     ALL: Final = frozenset(
         {
@@ -99,6 +101,7 @@ class AuditEvent:
             API_KEY_REFUSED,
             KEY_ROTATED,
             RATE_LIMITED,
+            PURGED,
         }
     )
 
@@ -296,14 +299,57 @@ class Audit:
             last = records[-1].id
 
     async def verify(self) -> tuple[int, BrokenLink | None, str]:
-        """Walk the whole chain: (records checked, the first broken link or None, head hash)."""
-        prev_hash, count = GENESIS_HASH, 0
+        """Walk the whole chain: (records checked, the first broken link or None, head hash).
+
+        The chain may start after records removed by the retention (:meth:`purge`): its first
+        record then links to the last removed one, and some later ``audit.purged`` record must
+        name that link as its ``anchor`` -- otherwise the first record is reported as unlinked,
+        as when records were deleted by hand.
+        """
+        prev_hash, count, first_id, unanchored = GENESIS_HASH, 0, 0, ""
         async for record in self.scan():
+            if count == 0 and record.prev_hash != GENESIS_HASH:
+                first_id, unanchored = record.id, record.prev_hash  # older records are gone
+                prev_hash = record.prev_hash
             broken = verify_chain([record], prev_hash=prev_hash)
             if broken is not None:
                 return count, broken, prev_hash
+            if (
+                unanchored
+                and record.entry.event == AuditEvent.PURGED
+                and record.entry.detail.get("anchor") == unanchored
+            ):
+                unanchored = ""  # a retention removed them, and said so in the chain
             prev_hash, count = record.hash, count + 1
+        if unanchored:
+            return 0, BrokenLink(first_id, "unlinked"), GENESIS_HASH
         return count, None, prev_hash
+
+    async def purge(self, retention: float) -> StoredAuditEntry | None:
+        """Delete the records older than ``retention`` seconds, and record that it happened.
+
+        The oldest records go, up to (not including) the first that is younger -- a prefix
+        of the chain, so what is left still verifies. An ``audit.purged`` record, chained
+        in the same transaction, names how many went and the hash the remaining chain starts
+        from (``anchor``), which is what lets :meth:`verify` tell a retention from a deletion.
+        Returns that record, or ``None`` when nothing was old enough.
+        """
+        now = self._clock.now()
+        cutoff = now - retention
+
+        def note(removed: int, through_id: int, anchor: str) -> AuditEntry:
+            detail: dict[str, AuditValue] = {
+                "removed": removed,
+                "through_id": through_id,
+                "anchor": anchor,
+                "older_than": cutoff,
+            }
+            return AuditEntry(at=now, event=AuditEvent.PURGED, detail=check_detail(detail))
+
+        stored = await self._store.purge(cutoff, note)
+        if stored is not None:
+            _log_line(stored.entry, stored)
+        return stored
 
 
 def _log_line(entry: AuditEntry, stored: StoredAuditEntry | None) -> None:

@@ -7,7 +7,7 @@ never imports them. Every method may raise
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 from keyturn.crypto.keys import KeyChange, SigningKey
@@ -124,3 +124,11 @@ class AuditStore(Protocol):
 
     async def latest(self, count: int) -> list[StoredAuditEntry]:
         """The newest ``count`` records, oldest first."""
+
+    async def purge(self, cutoff: float, note: Callable[[int, int, str], AuditEntry]) -> StoredAuditEntry | None:
+        """Delete the oldest records up to the first one at or after ``cutoff``, and chain a note.
+
+        In one transaction under the appenders' lock: ``note(removed, through_id, anchor)``
+        (``anchor`` the hash of the last record removed) is chained after the newest record.
+        ``None``, and nothing written, when no record is that old.
+        """

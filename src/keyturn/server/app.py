@@ -87,12 +87,18 @@ async def _on_unexpected(_: Request, exc: Exception) -> JSONResponse:
 
 
 async def _purge_forever(services: Services) -> None:
-    """Drop expired sessions, tokens and revocations on a schedule, so tables stay bounded."""
+    """Drop expired sessions, tokens and revocations on a schedule, so tables stay bounded.
+
+    With ``KEYTURN_AUDIT_RETENTION`` set, audit records older than it go too (the chain
+    records the purge, so it still verifies).
+    """
     while True:
         await anyio.sleep(services.settings.purge_interval)
         try:
             removed = await services.sessions.purge()
             log.info("purged expired sessions", extra={"rows": removed})
+            if services.settings.audit_retention:
+                await services.audit.purge(services.settings.audit_retention)
         except KeyturnError:
             log.warning("purge skipped: database unavailable")
 

@@ -30,12 +30,12 @@ import json
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Final
 
-from sqlalchemy import bindparam, insert, or_, select, text
+from sqlalchemy import bindparam, delete, func, insert, or_, select, text
 from sqlalchemy.engine import Row
 
 from keyturn.domain.audit import GENESIS_HASH, AuditEntry, StoredAuditEntry, canonical_json, chain_hash
 from keyturn.errors import ServiceUnavailable
-from keyturn.store.sql import Database, DriverStatement
+from keyturn.store.sql import Database, Driver, DriverStatement
 from keyturn.store.tables import audit_events
 
 __all__ = ["AUDIT_LOCK_KEY", "SqlAuditStore"]
@@ -50,6 +50,22 @@ _HEAD: Final = DriverStatement(select(audit_events.c.hash).order_by(audit_events
 _INSERT_ONE: Final = DriverStatement(
     insert(audit_events).values({name: bindparam(name) for name in _COLUMNS}).returning(audit_events.c.id)
 )
+# The retention's purge: the first record to keep, the last to delete (whose hash anchors what is left).
+_NEXT_ID: Final = DriverStatement(select((func.max(audit_events.c.id) + 1).label("id")))
+# In id order, so the scan stops at the first record to keep: it reads what it deletes, no more.
+_FIRST_KEPT: Final = DriverStatement(
+    select(audit_events.c.id).where(audit_events.c.at >= bindparam("cutoff")).order_by(audit_events.c.id).limit(1)
+)
+_LAST_BEFORE: Final = DriverStatement(
+    select(audit_events.c.id, audit_events.c.hash)
+    .where(audit_events.c.id < bindparam("bound"))
+    .order_by(audit_events.c.id.desc())
+    .limit(1)
+)
+_COUNT_THROUGH: Final = DriverStatement(
+    select(func.count().label("removed")).where(audit_events.c.id <= bindparam("through"))
+)
+_DELETE_THROUGH: Final = DriverStatement(delete(audit_events).where(audit_events.c.id <= bindparam("through")))
 # PostgreSQL takes the appenders' lock, and inserts the whole batch in one statement (one
 # array per column), whatever the batch's size.
 _LOCK_PG: Final = DriverStatement(text("SELECT pg_advisory_xact_lock(:key)"))
@@ -120,6 +136,16 @@ def _stored(
     ]
 
 
+async def _insert(driver: Driver, rows: Sequence[dict[str, Any]]) -> list[int]:
+    """Insert chained ``rows`` (PostgreSQL: in one statement); their new ids, in order."""
+    if driver.postgres:
+        inserted = await driver.fetch(_INSERT_PG, {name: [row[name] for row in rows] for name in _COLUMNS})
+        # Each row's hash is unique (it covers its predecessor's): it names the row's new id.
+        by_hash = {record["hash"]: int(record["id"]) for record in inserted}
+        return [by_hash[row["hash"]] for row in rows]
+    return [int((await driver.fetch(_INSERT_ONE, row))[0]["id"]) for row in rows]
+
+
 class _GroupCommit:
     """Turns concurrent single appends into batches written one at a time, in arrival order.
 
@@ -181,14 +207,38 @@ class SqlAuditStore:
                 await driver.execute(_LOCK_PG, {"key": AUDIT_LOCK_KEY})
             head = await driver.fetchrow(_HEAD, {})
             rows = _chained(entries, head["hash"] if head else GENESIS_HASH)
-            if driver.postgres:
-                inserted = await driver.fetch(_INSERT_PG, {name: [row[name] for row in rows] for name in _COLUMNS})
-                # Each row's hash is unique (it covers its predecessor's): it names the row's new id.
-                by_hash = {record["hash"]: int(record["id"]) for record in inserted}
-                ids = [by_hash[row["hash"]] for row in rows]
-            else:
-                ids = [int((await driver.fetch(_INSERT_ONE, row))[0]["id"]) for row in rows]
+            ids = await _insert(driver, rows)
         return _stored(entries, rows, ids)
+
+    async def purge(self, cutoff: float, note: Callable[[int, int, str], AuditEntry]) -> StoredAuditEntry | None:
+        """Delete the oldest records, up to the first at or after ``cutoff``; chain ``note`` (see the port).
+
+        The first record to keep is found before taking the appenders' lock (the only step
+        that reads more than it deletes): records below it never change but by a purge. The
+        deletion and its note then run under the lock, so no append chains to a record being
+        deleted, and commit together: a chain never starts from an unexplained link.
+        """
+        async with self._db.driver() as driver:
+            kept = await driver.fetchrow(_FIRST_KEPT, {"cutoff": cutoff})
+            if kept is None:  # every record is old: keep whatever is appended from now on
+                kept = await driver.fetchrow(_NEXT_ID, {})
+        if kept is None or kept["id"] is None:
+            return None
+        bound = int(kept["id"])
+        async with self._db.driver() as driver, driver.transaction(immediate=True):
+            if driver.postgres:
+                await driver.execute(_LOCK_PG, {"key": AUDIT_LOCK_KEY})
+            last = await driver.fetchrow(_LAST_BEFORE, {"bound": bound})
+            if last is None:
+                return None
+            head = await driver.fetchrow(_HEAD, {})
+            counted = await driver.fetchrow(_COUNT_THROUGH, {"through": last["id"]})
+            removed = int(counted["removed"]) if counted else 0
+            await driver.execute(_DELETE_THROUGH, {"through": last["id"]})
+            entry = note(removed, int(last["id"]), str(last["hash"]))
+            rows = _chained([entry], head["hash"] if head else GENESIS_HASH)
+            ids = await _insert(driver, rows)
+        return _stored([entry], rows, ids)[0]
 
     async def page(
         self, *, user_id: str | None, event: str | None, before: int | None, limit: int
