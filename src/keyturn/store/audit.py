@@ -19,6 +19,9 @@ own row has committed, so nothing is acknowledged that is not durable. The batch
 written on the driver itself (:class:`~keyturn.store.sql.Driver`): every login and
 refresh appends.
 
+A retention purge (:meth:`SqlAuditStore.purge`) takes the same lock to delete the oldest
+run of records and chain the ``audit.purged`` record that anchors what is left.
+
 Driver failures become :class:`~keyturn.errors.ServiceUnavailable` in
 :class:`~keyturn.store.sql.Database`.
 """
