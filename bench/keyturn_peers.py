@@ -216,6 +216,20 @@ def password_verify_all_cores_per_s(per_core: int = 12) -> float:
         hasher.close()
 
 
+def login_storm_setup(home: Path, **extra_env: str) -> tuple[dict[str, str], LoadSpec]:
+    """A SQLite ``keyturn serve`` environment in ``home`` with the storm's accounts, and its login load.
+
+    :data:`STORM_ACCOUNTS` accounts, seeded with keyturn's own services; the load rotates
+    over their e-mails, one per request, all with :data:`BENCH_PASSWORD`.
+    """
+    env = server_env(home, f"sqlite:///{home / 'keyturn.db'}", **extra_env)
+    emails = [f"storm-{index:03d}@example.com" for index in range(STORM_ACCOUNTS)]
+    seed.seed(env, [(email, BENCH_PASSWORD) for email in emails])
+    body = home / "login.json"
+    body.write_text(json.dumps({"email": "{{token}}", "password": BENCH_PASSWORD}))
+    return env, LoadSpec("/auth/login", body_file=body, tokens_file=seed.write_lines(home / "emails.txt", emails))
+
+
 def login_peer(runtime: Runtime, work_dir: Path) -> LoginPeer | None:
     """``keyturn serve`` (OWASP argon2id, SQLite) with storm accounts; the storm rotates over them.
 
@@ -223,12 +237,7 @@ def login_peer(runtime: Runtime, work_dir: Path) -> LoginPeer | None:
     measured now, on this machine.
     """
     home = _fresh_dir(work_dir / "keyturn-login")
-    env = server_env(home, f"sqlite:///{home / 'keyturn.db'}")
-    emails = [f"storm-{index:03d}@example.com" for index in range(STORM_ACCOUNTS)]
-    seed.seed(env, [(email, BENCH_PASSWORD) for email in emails])
-    body = home / "login.json"
-    body.write_text(json.dumps({"email": "{{token}}", "password": BENCH_PASSWORD}))
-    storm = LoadSpec("/auth/login", body_file=body, tokens_file=seed.write_lines(home / "emails.txt", emails))
+    env, storm = login_storm_setup(home)
     seconds = password_verify_seconds()
     all_cores = password_verify_all_cores_per_s()
     cores = os.cpu_count() or 1

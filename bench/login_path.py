@@ -16,7 +16,6 @@ that counts for the targets.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import statistics
@@ -25,9 +24,9 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench import keyturn_peers, seed
+from bench import keyturn_peers
 from bench.servers import running
-from bench.wrk import LoadSettings, LoadSpec, run_wrk
+from bench.wrk import LoadSettings, run_wrk
 
 _TICK = os.sysconf("SC_CLK_TCK")
 
@@ -55,12 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     home = Path(tempfile.mkdtemp(prefix="keyturn-login-path-"))
     try:
-        env = keyturn_peers.server_env(home, f"sqlite:///{home / 'keyturn.db'}", KEYTURN_PASSWORD_PROFILE=args.hash)
-        emails = [f"storm-{index:03d}@example.com" for index in range(keyturn_peers.STORM_ACCOUNTS)]
-        seed.seed(env, [(email, keyturn_peers.BENCH_PASSWORD) for email in emails])
-        body = home / "login.json"
-        body.write_text(json.dumps({"email": "{{token}}", "password": keyturn_peers.BENCH_PASSWORD}))
-        load = LoadSpec("/auth/login", body_file=body, tokens_file=seed.write_lines(home / "emails.txt", emails))
+        env, load = keyturn_peers.login_storm_setup(home, KEYTURN_PASSWORD_PROFILE=args.hash)
         if args.hash == "owasp":
             verify_s = keyturn_peers.password_verify_seconds()
             all_cores = keyturn_peers.password_verify_all_cores_per_s()

@@ -199,9 +199,9 @@ def is_sealed(stored: str) -> bool:
 
 
 def _unseal(stored: str, kek: OctKey | None, previous: OctKey | None) -> tuple[bytes, bool]:
-    """The stored private key's JSON, and whether it is sealed with ``kek`` (rather than in clear or
-    with ``previous``, the KEK being replaced).
+    """The stored private key's JSON, and whether ``kek`` sealed it.
 
+    False for a key stored in clear, or sealed with ``previous`` (the KEK being replaced).
     Raises :class:`ConfigurationError` if it is sealed and no KEK given opens it.
     """
     if not is_sealed(stored):

@@ -145,13 +145,10 @@ class KeyManager:
                 ring = await self.reload()
                 if self._rotation_due(ring):
                     await self._rotate_automatically()
-            except ServiceUnavailable:
-                if not len(self._ring):
-                    raise
-                self._retry_at = self._clock.now() + self._policy.reload_interval
-                log.warning("key ring reload failed: the database is unavailable; keeping the loaded keys")
+            except ServiceUnavailable as exc:
+                self._keep_loaded(exc, logging.WARNING, "the database is unavailable")
             except ConfigurationError as exc:
-                self._keep_loaded(exc)
+                self._keep_loaded(exc, logging.ERROR, str(exc))
         return self._ring
 
     async def reload_serving(self) -> KeyRing:
@@ -166,15 +163,18 @@ class KeyManager:
         try:
             return await self.reload()
         except ConfigurationError as exc:
-            self._keep_loaded(exc)
+            self._keep_loaded(exc, logging.ERROR, str(exc))
             return self._ring
 
-    def _keep_loaded(self, exc: ConfigurationError) -> None:
-        """Keep the loaded ring after a reload found keys this instance cannot open; retry later."""
+    def _keep_loaded(self, exc: Exception, level: int, why: str) -> None:
+        """After a failed reload, keep the loaded ring and retry one interval later.
+
+        Only a process that never loaded a ring has nothing to keep: ``exc`` is raised then.
+        """
         if not len(self._ring):
             raise exc
         self._retry_at = self._clock.now() + self._policy.reload_interval
-        log.error("key ring reload failed, keeping the loaded keys: %s", exc)
+        log.log(level, "key ring reload failed, keeping the loaded keys: %s", why)
 
     def _stale(self) -> bool:
         """Time to reload: the interval has passed, or the loaded current key is due for rotation."""

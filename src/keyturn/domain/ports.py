@@ -102,8 +102,10 @@ class KeyStore(Protocol):
         """Apply ``change`` in one transaction; ``False`` (nothing changed) when its expectation failed."""
 
     async def reseal(self) -> int:
-        """Seal with the configured key-encryption key every key stored in clear or sealed with the
-        one being replaced; return how many were rewritten."""
+        """Seal every key stored in clear, or under the KEK being replaced, with the current KEK.
+
+        Returns how many were rewritten.
+        """
 
 
 class AuditStore(Protocol):

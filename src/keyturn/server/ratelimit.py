@@ -66,7 +66,7 @@ __all__ = [
     "RateLimits",
     "Throttled",
     "WindowLimit",
-    "limits_storage",
+    "counter_storage",
     "lock_seconds",
     "seconds_until_free",
 ]
@@ -121,7 +121,7 @@ class CounterStorage(Protocol):
     async def get(self, key: str) -> int: ...
 
 
-def limits_storage(redis_url: str | None, *, prefix: str = KEY_PREFIX) -> tuple[CounterStorage, ConnectionPool | None]:
+def counter_storage(redis_url: str | None, *, prefix: str = KEY_PREFIX) -> tuple[CounterStorage, ConnectionPool | None]:
     """Redis (via redis-py, short timeouts, a pool the caller closes) when a URL is given, else memory."""
     if not redis_url:
         return MemoryCounters(), None
@@ -427,7 +427,7 @@ class RateLimits:
     @classmethod
     def from_settings(cls, settings: Settings, clock: Clock) -> RateLimits:
         """Limits over Redis when ``KEYTURN_REDIS_URL`` is set, else over process memory (no I/O yet)."""
-        storage, pool = limits_storage(settings.redis_url, prefix=settings.redis_prefix + "limits")
+        storage, pool = counter_storage(settings.redis_url, prefix=settings.redis_prefix + "limits")
         return cls(storage, clock, settings, pool=pool)
 
     async def close(self) -> None:
