@@ -363,12 +363,26 @@ def run_comparison(
 
 
 @dataclass(frozen=True)
+class HashBound:
+    """What password hashing alone allows, measured with the server idle just before one storm run."""
+
+    #: Cores ÷ one verification's time: the arithmetic ceiling of storm requests/s.
+    limit_per_s: float
+    #: Verifications/s with every core hashing at once and nothing else running, when measured:
+    #: the ceiling as the cores really deliver it.
+    all_cores_per_s: float | None = None
+
+
+@dataclass(frozen=True)
 class StormComparison:
     """p99 of a cheap GET on an idle server vs the same while ``storm`` (e.g. logins) saturates it.
 
     The probe is paced and light (see :mod:`bench.probe`); the storm is closed-loop wrk.
-    ``hash_bound_per_s`` is the theoretical ceiling of storm requests/s (cores ÷ time of one
-    password verification), when known.
+    ``hash_bound``, when known, measures the ceiling of storm requests/s that password hashing
+    allows. It is called before *every* storm run, with the server idle, so that each run's
+    requests/s is divided by the ceiling of the same moment: measured once, a limit taken in a
+    slow or fast spell of a shared host moved every round's ratio together (single
+    verifications measured 15.2 to 19.8 ms on one host within minutes).
     """
 
     key: str
@@ -377,22 +391,22 @@ class StormComparison:
     server: ServerSpec
     probe_path: str
     storm: LoadSpec | LoadFactory
-    hash_bound_per_s: float | None = None
+    hash_bound: Callable[[], HashBound] | None = None
+    #: How the bound is computed (the figures themselves are per round, in the outcome).
     hash_bound_note: str = ""
-    #: Password verifications/s measured with every core hashing at once (nothing else
-    #: running), when known: the bound as the cores really deliver it.
-    all_cores_hashing_per_s: float | None = None
 
 
 @dataclass(frozen=True)
 class StormOutcome:
-    """Idle and under-storm probes, and the storm's own wrk runs, round by round."""
+    """Idle and under-storm probes, the storm's own wrk runs and each run's hash bound, round by round."""
 
     comparison: StormComparison
     idle: Sequence[ProbeResult]
     stormy: Sequence[ProbeResult]
     storm: Sequence[WrkResult]
     rss: PeakRss
+    #: One per storm run, measured just before it (empty when the comparison has no bound).
+    bounds: Sequence[HashBound] = ()
 
     @property
     def storm_throughput(self) -> Spread:
@@ -404,21 +418,32 @@ class StormOutcome:
         """Probe p99 during the storm ÷ probe p99 idle, round by round."""
         return ratios([r.p99_ms for r in self.stormy], [r.p99_ms for r in self.idle])
 
-    def _storm_per(self, rate_per_s: float | None) -> Spread | None:
-        """Storm requests/s ÷ ``rate_per_s``, round by round (``None`` when the rate is unknown)."""
-        if not rate_per_s:
+    @property
+    def hash_bound_per_s(self) -> Spread | None:
+        """The hash-bound limit of each storm run."""
+        return Spread.of([b.limit_per_s for b in self.bounds]) if self.bounds else None
+
+    @property
+    def all_cores_hashing_per_s(self) -> Spread | None:
+        """All cores hashing at once, measured before each storm run (``None`` if not measured)."""
+        rates = [b.all_cores_per_s for b in self.bounds]
+        return Spread.of([r for r in rates if r]) if rates and all(rates) else None
+
+    def _storm_per(self, rates: Sequence[float | None]) -> Spread | None:
+        """Each storm run's requests/s ÷ the rate measured just before it (``None`` when unknown)."""
+        if not rates or not all(rates):
             return None
-        return Spread.of([run.requests_per_s / rate_per_s for run in self.storm])
+        return ratios([run.requests_per_s for run in self.storm], [r for r in rates if r])
 
     @property
     def bound_ratio(self) -> Spread | None:
-        """Storm requests/s ÷ the hash-bound limit."""
-        return self._storm_per(self.comparison.hash_bound_per_s)
+        """Storm requests/s ÷ the hash-bound limit, run by run."""
+        return self._storm_per([b.limit_per_s for b in self.bounds])
 
     @property
     def all_cores_ratio(self) -> Spread | None:
-        """Storm requests/s ÷ the measured rate of all cores hashing at once."""
-        return self._storm_per(self.comparison.all_cores_hashing_per_s)
+        """Storm requests/s ÷ the measured rate of all cores hashing at once, run by run."""
+        return self._storm_per([b.all_cores_per_s for b in self.bounds])
 
     @property
     def unanswered(self) -> int:
@@ -474,6 +499,7 @@ def run_storm(
         idle: list[ProbeResult] = []
         stormy: list[ProbeResult] = []
         storms: list[WrkResult] = []
+        bounds: list[HashBound] = []
         for round_index in range(settings.rounds):
             for side in round_order(round_index):
                 wait_quiet(server)
@@ -481,6 +507,8 @@ def run_storm(
                     idle.append(probe(server.port, comparison.probe_path, window_s))
                     progress(f"  {comparison.key} round {round_index + 1} idle: probe p99 {idle[-1].p99_ms:.2f} ms")
                     continue
+                if comparison.hash_bound is not None:
+                    bounds.append(comparison.hash_bound())  # the server is idle (waited for above)
                 probed, stormed = _stormy_probe(server, comparison, storm, storm_settings, window_s)
                 stormy.append(probed)
                 storms.append(stormed)
@@ -489,4 +517,4 @@ def run_storm(
                     f"probe p99 {probed.p99_ms:.2f} ms ({probed.answered} answered, {probed.unanswered} starved)"
                 )
         rss = peak_rss(server.process.pid)
-    return StormOutcome(comparison, idle, stormy, storms, rss)
+    return StormOutcome(comparison, idle, stormy, storms, rss, bounds)

@@ -31,7 +31,7 @@ import statistics
 import sys
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, Literal
@@ -41,7 +41,7 @@ from joserfc.jwk import import_key
 from bench import seed
 from bench.apps.guarded_config import AUDIENCE, ISSUER, JWKS_PATH, trusted_key
 from bench.floor import KeyMaterial, Ops, TokenContender
-from bench.harness import Contender, LoadFactory
+from bench.harness import Contender, HashBound, LoadFactory
 from bench.servers import LOOPBACK, Runtime, ServerSpec, asgi_server
 from bench.tokens import TUTORIAL_CLAIMS, ClaimsFactory, HttpKey
 from bench.wrk import LoadSpec
@@ -89,11 +89,9 @@ class LoginPeer:
     server: ServerSpec
     storm: LoadSpec | LoadFactory
     probe_path: str
-    hash_bound_per_s: float | None
+    #: Measures the hash-bound limit and all cores hashing (:func:`hash_bound`), before each storm run.
+    hash_bound: Callable[[], HashBound]
     hash_bound_note: str
-    #: Verifications/s with every core hashing at once and nothing else running (see
-    #: :func:`password_verify_all_cores_per_s`): what the cores really give, below the bound.
-    all_cores_hashing_per_s: float | None = None
 
 
 # --- (1) (3) the guard ---------------------------------------------------------------------------
@@ -176,7 +174,13 @@ def _fresh_dir(path: Path) -> Path:
 # --- (4) logins -----------------------------------------------------------------------------------
 
 
-def password_verify_seconds(samples: int = 7) -> float:
+#: Verifications timed one after the other for the hash-bound limit (their median counts).
+VERIFY_SAMPLES: Final = 7
+#: Verifications per core queued at once to measure all cores hashing.
+ALL_CORES_PER_CORE: Final = 12
+
+
+def password_verify_seconds(samples: int = VERIFY_SAMPLES) -> float:
     """Median time of one argon2id verification with keyturn's production hasher (OWASP profile)."""
     hasher = PasswordHasher(OWASP, max_concurrency=1)
     stored = hasher.hash_sync(BENCH_PASSWORD)
@@ -192,7 +196,7 @@ def password_verify_seconds(samples: int = 7) -> float:
     return statistics.median(asyncio.run(timed()))
 
 
-def password_verify_all_cores_per_s(per_core: int = 12) -> float:
+def password_verify_all_cores_per_s(per_core: int = ALL_CORES_PER_CORE) -> float:
     """Verifications/s of keyturn's hasher with all its threads busy (one per core), nothing else running.
 
     The hash-bound limit assumes n cores hash n times as fast as one. They do not quite:
@@ -230,25 +234,29 @@ def login_storm_setup(home: Path, **extra_env: str) -> tuple[dict[str, str], Loa
     return env, LoadSpec("/auth/login", body_file=body, tokens_file=seed.write_lines(home / "emails.txt", emails))
 
 
-def login_peer(runtime: Runtime, work_dir: Path) -> LoginPeer | None:
-    """``keyturn serve`` (OWASP argon2id, SQLite) with storm accounts; the storm rotates over them.
+def hash_bound() -> HashBound:
+    """The hash-bound limit (cores ÷ one verification) and all cores hashing, measured now.
 
-    ``hash_bound_per_s`` = cores ÷ the median time of one verification with the same hasher,
-    measured now, on this machine.
+    Both with keyturn's own hasher and the production (OWASP) profile, in this process,
+    nothing else running: the suite calls it with the server idle, before each storm run.
     """
+    cores = os.cpu_count() or 1
+    return HashBound(cores / password_verify_seconds(), password_verify_all_cores_per_s())
+
+
+def login_peer(runtime: Runtime, work_dir: Path) -> LoginPeer | None:
+    """``keyturn serve`` (OWASP argon2id, SQLite) with storm accounts; the storm rotates over them."""
     home = _fresh_dir(work_dir / "keyturn-login")
     env, storm = login_storm_setup(home)
-    seconds = password_verify_seconds()
-    all_cores = password_verify_all_cores_per_s()
     cores = os.cpu_count() or 1
     note = (
-        f"{cores} cores ÷ {seconds * 1000:.1f} ms per argon2id verification "
-        f"(OWASP: m={OWASP.memory_cost} KiB, t={OWASP.time_cost}, p={OWASP.parallelism}); "
-        f"all {cores} cores hashing at once, nothing else running: {all_cores:.1f}/s "
-        f"({all_cores * seconds / cores:.2f}x the limit)"
+        f"{cores} cores ÷ the median time of one argon2id verification (OWASP: m={OWASP.memory_cost} KiB, "
+        f"t={OWASP.time_cost}, p={OWASP.parallelism}; keyturn's hasher, {VERIFY_SAMPLES} in a row), and all {cores} "
+        f"cores hashing at once ({cores * ALL_CORES_PER_CORE} verifications), both measured before each storm run "
+        "with the server idle"
     )
     server = auth_server("keyturn-login", runtime, env)
-    return LoginPeer(server, storm, "/healthz", cores / seconds, note, all_cores_hashing_per_s=all_cores)
+    return LoginPeer(server, storm, "/healthz", hash_bound, note)
 
 
 # --- (5) refresh ----------------------------------------------------------------------------------

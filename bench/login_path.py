@@ -6,7 +6,7 @@ measured is the request path: HTTP, the throttle, the account read, the session 
 access token, the audit append. It reports the server's CPU per login over several runs, split
 into the event loop's thread and every other thread (aiosqlite's connection threads, the hashing
 threads). ``--hash owasp`` measures the production profile instead (the storm itself), and adds
-the hash-bound limit and the all-cores-hashing rate measured just before, as the suite does.
+the hash-bound limit and the all-cores-hashing rate measured before each run, as the suite does.
 
 CPU time comes from ``/proc`` (time a thread waited for a core or for the GIL is not counted).
 docs/performance.md quotes it for the login path's changes; the suite's storm is the comparison
@@ -25,7 +25,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bench import keyturn_peers
-from bench.servers import running
+from bench.harness import HashBound
+from bench.servers import running, wait_quiet
 from bench.wrk import LoadSettings, run_wrk
 
 _TICK = os.sysconf("SC_CLK_TCK")
@@ -44,6 +45,14 @@ def _thread_cpu(pid: int) -> dict[int, float]:
     return cpu
 
 
+def _against(rate: float, bound: HashBound) -> str:
+    """This run's logins/s against the hash bound measured just before it."""
+    text = f"; hash-bound limit {bound.limit_per_s:.1f}/s (logins ÷ limit {rate / bound.limit_per_s:.2f}x)"
+    if bound.all_cores_per_s:
+        text += f", all cores hashing {bound.all_cores_per_s:.1f}/s ({rate / bound.all_cores_per_s:.2f}x)"
+    return text
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.login_path", description=__doc__)
     parser.add_argument("--hash", choices=["test-only-cheap", "owasp"], default="test-only-cheap")
@@ -55,20 +64,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     home = Path(tempfile.mkdtemp(prefix="keyturn-login-path-"))
     try:
         env, load = keyturn_peers.login_storm_setup(home, KEYTURN_PASSWORD_PROFILE=args.hash)
-        if args.hash == "owasp":
-            verify_s = keyturn_peers.password_verify_seconds()
-            all_cores = keyturn_peers.password_verify_all_cores_per_s()
-            cores = os.cpu_count() or 1
-            print(
-                f"hash-bound limit {cores / verify_s:.1f}/s ({verify_s * 1e3:.2f} ms per verification); "
-                f"all cores hashing {all_cores:.1f}/s"
-            )
         settings = LoadSettings(duration_s=args.seconds, connections=args.connections)
         loop_ms, other_ms, rates = [], [], []
         with running(keyturn_peers.auth_server("login-path", "uvicorn", env), home) as server:
             pid = server.process.pid
             run_wrk(server.base_url + load.path, load, LoadSettings(duration_s=2, connections=args.connections))
             for _ in range(args.runs):
+                wait_quiet(server)
+                bound = keyturn_peers.hash_bound() if args.hash == "owasp" else None
                 before = _thread_cpu(pid)
                 result = run_wrk(server.base_url + load.path, load, settings)
                 after = _thread_cpu(pid)
@@ -81,7 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 rates.append(result.requests_per_s)
                 print(
                     f"  {rates[-1]:.0f} logins/s; CPU per login: event loop {loop_ms[-1]:.2f} ms, "
-                    f"other threads {other_ms[-1]:.2f} ms"
+                    f"other threads {other_ms[-1]:.2f} ms" + (_against(rates[-1], bound) if bound is not None else "")
                 )
         total = [a + b for a, b in zip(loop_ms, other_ms, strict=True)]
         print(

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from keyturn.domain.audit import AuditEntry, StoredAuditEntry, verify_chain
 from keyturn.errors import ServiceUnavailable
 from keyturn.server.services import Services
-from keyturn.store.audit import SqlAuditStore
+from keyturn.store.audit import SQLITE_ROWS_PER_INSERT, SqlAuditStore
 from tests.audit.support import with_services
 from tests.conftest import SettingsFactory, run_async
 
@@ -97,3 +97,25 @@ def test_a_lone_append_is_its_own_batch(make_settings: SettingsFactory) -> None:
     stored = run_async(lambda: with_services(make_settings(), work))
     assert batches == [1]
     assert stored.entry.detail == {"n": 7}
+
+
+def test_a_batch_larger_than_one_statement_keeps_its_order(make_settings: SettingsFactory) -> None:
+    """A batch spanning several INSERTs (SQLite writes at most 64 rows in one) is stored in chain order.
+
+    Each caller gets its own row back (matched by hash, not by RETURNING's order), the ids follow
+    the chain, and the chain verifies across the statements' boundaries.
+    """
+    count = 2 * SQLITE_ROWS_PER_INSERT + 3
+
+    async def work(services: Services) -> tuple[list[StoredAuditEntry], list[StoredAuditEntry]]:
+        store = services.audit._store
+        assert isinstance(store, SqlAuditStore)
+        written = await store.append_many([_entry(n) for n in range(count)])
+        return written, await store.after(0, 1000)
+
+    written, stored = run_async(lambda: with_services(make_settings(), work))
+    assert [w.entry.detail for w in written] == [{"n": n} for n in range(count)]
+    assert [w.id for w in written] == list(range(written[0].id, written[0].id + count))
+    assert [(s.id, s.hash) for s in stored[-count:]] == [(w.id, w.hash) for w in written]
+    assert [s.entry.detail for s in stored[-count:]] == [{"n": n} for n in range(count)]
+    assert verify_chain(stored) is None
