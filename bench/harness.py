@@ -364,13 +364,22 @@ def run_comparison(
 
 @dataclass(frozen=True)
 class HashBound:
-    """What password hashing alone allows, measured with the server idle just before one storm run."""
+    """What password hashing alone allows, measured with the server idle around one storm run."""
 
     #: Cores ÷ one verification's time: the arithmetic ceiling of storm requests/s.
     limit_per_s: float
     #: Verifications/s with every core hashing at once and nothing else running, when measured:
     #: the ceiling as the cores really deliver it.
     all_cores_per_s: float | None = None
+
+    @staticmethod
+    def around(before: HashBound, after: HashBound) -> HashBound:
+        """The bound of a run measured just before and just after it: the mean of the two."""
+        both = (before.all_cores_per_s, after.all_cores_per_s)
+        return HashBound(
+            (before.limit_per_s + after.limit_per_s) / 2,
+            (both[0] + both[1]) / 2 if both[0] and both[1] else None,
+        )
 
 
 @dataclass(frozen=True)
@@ -379,10 +388,12 @@ class StormComparison:
 
     The probe is paced and light (see :mod:`bench.probe`); the storm is closed-loop wrk.
     ``hash_bound``, when known, measures the ceiling of storm requests/s that password hashing
-    allows. It is called before *every* storm run, with the server idle, so that each run's
-    requests/s is divided by the ceiling of the same moment: measured once, a limit taken in a
-    slow or fast spell of a shared host moved every round's ratio together (single
-    verifications measured 15.2 to 19.8 ms on one host within minutes).
+    allows. It is called just before and just after *every* storm run, with the server idle,
+    and each run's requests/s is divided by the mean of the two: the ceiling of the same moment.
+    On a shared host the hash's speed drifts from one second to the next (argon2id lives in the
+    L3 cache, which neighbours share: one verification measured 14.7 to 24 ms within 17 s on
+    the build machine), so a limit measured once, before all rounds, moved every round's
+    ratio together.
     """
 
     key: str
@@ -405,7 +416,7 @@ class StormOutcome:
     stormy: Sequence[ProbeResult]
     storm: Sequence[WrkResult]
     rss: PeakRss
-    #: One per storm run, measured just before it (empty when the comparison has no bound).
+    #: One per storm run, measured around it (empty when the comparison has no bound).
     bounds: Sequence[HashBound] = ()
 
     @property
@@ -425,12 +436,12 @@ class StormOutcome:
 
     @property
     def all_cores_hashing_per_s(self) -> Spread | None:
-        """All cores hashing at once, measured before each storm run (``None`` if not measured)."""
+        """All cores hashing at once, measured around each storm run (``None`` if not measured)."""
         rates = [b.all_cores_per_s for b in self.bounds]
         return Spread.of([r for r in rates if r]) if rates and all(rates) else None
 
     def _storm_per(self, rates: Sequence[float | None]) -> Spread | None:
-        """Each storm run's requests/s ÷ the rate measured just before it (``None`` when unknown)."""
+        """Each storm run's requests/s ÷ the rate measured around it (``None`` when unknown)."""
         if not rates or not all(rates):
             return None
         return ratios([run.requests_per_s for run in self.storm], [r for r in rates if r])
@@ -507,11 +518,13 @@ def run_storm(
                     idle.append(probe(server.port, comparison.probe_path, window_s))
                     progress(f"  {comparison.key} round {round_index + 1} idle: probe p99 {idle[-1].p99_ms:.2f} ms")
                     continue
-                if comparison.hash_bound is not None:
-                    bounds.append(comparison.hash_bound())  # the server is idle (waited for above)
+                before = comparison.hash_bound() if comparison.hash_bound else None  # the server is idle
                 probed, stormed = _stormy_probe(server, comparison, storm, storm_settings, window_s)
                 stormy.append(probed)
                 storms.append(stormed)
+                if comparison.hash_bound is not None and before is not None:
+                    wait_quiet(server)
+                    bounds.append(HashBound.around(before, comparison.hash_bound()))
                 progress(
                     f"  {comparison.key} round {round_index + 1} storm: {stormed.requests_per_s:,.1f}/s, "
                     f"probe p99 {probed.p99_ms:.2f} ms ({probed.answered} answered, {probed.unanswered} starved)"

@@ -225,8 +225,8 @@ def _storm_section(outcomes: Sequence[StormOutcome]) -> list[str]:
         "the requests that would have been sent meanwhile). The hash-bound limit is what password hashing",
         'alone allows (cores ÷ one verification\'s time); "all cores hashing" is the rate measured with',
         "every core verifying at once and nothing else running, which is what the cores really deliver.",
-        "Both are measured before each storm run, with the server idle, and each run's logins/s is divided",
-        "by the figures of its own moment.",
+        "Both are measured just before and just after each storm run, with the server idle, and each run's",
+        "logins/s is divided by their mean: the figures of its own moment.",
         "",
     ]
     lines += _table(STORM_HEADER, [_storm_row(o) for o in outcomes])

@@ -300,7 +300,8 @@ def express_login_storm(ctx: Context) -> StormComparison:
     except (OSError, subprocess.SubprocessError, ValueError, KeyError) as error:
         bound, note = None, f"bcryptjs timing failed: {error}"
     else:
-        bound, note = express_hash_bound, "1 core (Node's event loop) ÷ one bcryptjs compare (cost 10), before each run"
+        bound = express_hash_bound
+        note = "1 core (Node's event loop) ÷ one bcryptjs compare (cost 10), before and after each run"
     return StormComparison(
         key="express-login-storm",
         group="Login storm",
