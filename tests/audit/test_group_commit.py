@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
+import pytest
+
 from keyturn.domain.audit import AuditEntry, StoredAuditEntry, verify_chain
 from keyturn.errors import ServiceUnavailable
 from keyturn.server.services import Services
-from keyturn.store.audit import SQLITE_ROWS_PER_INSERT, SqlAuditStore
+from keyturn.store.audit import SQLITE_ROWS_PER_INSERT, SqlAuditStore, _insert_sqlite
 from tests.audit.support import with_services
 from tests.conftest import SettingsFactory, run_async
 
@@ -119,3 +121,26 @@ def test_a_batch_larger_than_one_statement_keeps_its_order(make_settings: Settin
     assert [(s.id, s.hash) for s in stored[-count:]] == [(w.id, w.hash) for w in written]
     assert [s.entry.detail for s in stored[-count:]] == [{"n": n} for n in range(count)]
     assert verify_chain(stored) is None
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], ids=["sqlite"])
+def test_batches_of_every_size_keep_few_statements(make_settings: SettingsFactory) -> None:
+    """Batches of 1 to 70 rows all chain correctly, through at most seven kept INSERT statements.
+
+    Each row count is its own compiled statement, kept for the process's life: one per count
+    held 7.7 MiB per worker, over the memory budget, so row counts are powers of two.
+    """
+    _insert_sqlite.cache_clear()
+
+    async def work(services: Services) -> list[StoredAuditEntry]:
+        store = services.audit._store
+        assert isinstance(store, SqlAuditStore)
+        for size in range(1, 71):
+            written = await store.append_many([_entry(n) for n in range(size)])
+            assert [w.entry.detail for w in written] == [{"n": n} for n in range(size)]
+        return await store.after(0, 5000)
+
+    stored = run_async(lambda: with_services(make_settings(), work))
+    assert len(stored) >= sum(range(1, 71))
+    assert verify_chain(stored) is None
+    assert _insert_sqlite.cache_info().currsize <= 7

@@ -13,8 +13,8 @@ Taking that lock once per event would cap the whole fleet at one commit per even
 (measured: 130-240 appends/s on PostgreSQL, whatever the number of instances). So
 appends are *group-committed*: within a process, whichever append holds the local
 turn writes every entry queued meanwhile as one batch — one lock, one head read, the
-rows (one INSERT for the whole batch: on PostgreSQL of arrays, on SQLite of up to
-:data:`SQLITE_ROWS_PER_INSERT` rows), one commit. A caller still returns only after its
+rows (on PostgreSQL one INSERT of arrays; on SQLite a few multi-row INSERTs, see
+:func:`_sqlite_chunks`), one commit. A caller still returns only after its
 own row has committed, so nothing is acknowledged that is not durable. The batch is
 written on the driver itself (:class:`~keyturn.store.sql.Driver`): every login and
 refresh appends.
@@ -51,11 +51,25 @@ AUDIT_LOCK_KEY: Final = int.from_bytes(b"kt-audit", "big") & 0x7FFF_FFFF_FFFF_FF
 # Built once: every login and refresh appends, and building a statement costs more than running it.
 _COLUMNS: Final = ("at", "event", "actor_id", "user_id", "email", "ip", "user_agent", "detail", "prev_hash", "hash")
 _HEAD: Final = DriverStatement(select(audit_events.c.hash).order_by(audit_events.c.id.desc()).limit(1))
-#: Rows per INSERT on SQLite: a statement per row cost a hand-off to aiosqlite's thread each
-#: (~0.1-0.2 ms of CPU, most of it around the statement), so a batch is written in statements
-#: of this many rows. 64 rows of 10 columns stay under the 999 parameters an SQLite older than
-#: 3.32 allows.
+#: The most rows one INSERT carries on SQLite: 64 rows of 10 columns stay under the 999
+#: parameters an SQLite older than 3.32 allows.
 SQLITE_ROWS_PER_INSERT: Final = 64
+
+
+def _sqlite_chunks(count: int) -> list[int]:
+    """How many rows each INSERT of a ``count``-row batch carries on SQLite: powers of two, largest first.
+
+    A statement per row cost a hand-off to aiosqlite's thread each (~0.1-0.2 ms of CPU, most
+    of it around the statement), so rows go in multi-row INSERTs. Each row count is its own
+    statement, compiled once and kept; keeping one for every count up to 64 held 7.7 MiB per
+    worker, so counts are powers of two (seven statements): 13 rows are 8 + 4 + 1.
+    """
+    chunks = []
+    while count:
+        size = min(SQLITE_ROWS_PER_INSERT, 1 << (count.bit_length() - 1))
+        chunks.append(size)
+        count -= size
+    return chunks
 
 
 @functools.cache
@@ -162,11 +176,12 @@ async def _insert(driver: Driver, rows: Sequence[dict[str, Any]]) -> list[int]:
     if driver.postgres:
         inserted = await driver.fetch(_INSERT_PG, {name: [row[name] for row in rows] for name in _COLUMNS})
     else:
-        inserted = []
-        for start in range(0, len(rows), SQLITE_ROWS_PER_INSERT):
-            chunk = rows[start : start + SQLITE_ROWS_PER_INSERT]
+        inserted, start = [], 0
+        for size in _sqlite_chunks(len(rows)):
+            chunk = rows[start : start + size]
             params = {f"{name}_{index}": row[name] for index, row in enumerate(chunk) for name in _COLUMNS}
-            inserted += await driver.fetch(_insert_sqlite(len(chunk)), params)
+            inserted += await driver.fetch(_insert_sqlite(size), params)
+            start += size
     by_hash = {record["hash"]: int(record["id"]) for record in inserted}
     return [by_hash[row["hash"]] for row in rows]
 
