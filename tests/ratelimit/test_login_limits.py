@@ -8,8 +8,10 @@ from typing import Any
 import anyio
 import httpx
 import pytest
+from redis.asyncio import Redis
 
 from keyturn.clock import FrozenClock
+from keyturn.server.counters import MemoryCounters
 from keyturn.server.ratelimit import MAX_LOCK, STRIKE_MEMORY
 from tests.conftest import ClientFactory, SettingsFactory, assert_error, register
 from tests.ratelimit.helpers import PROXY, WRONG, attempt
@@ -111,6 +113,38 @@ async def test_equivalent_spellings_of_an_email_share_one_limit(client: httpx.As
 async def test_a_success_forgets_earlier_failures(client: httpx.AsyncClient) -> None:
     """Four failures, a success, four more failures: never locked."""
     await fail(client, 4)
+    assert (await attempt(client, ALICE)).status_code == 200
+    await fail(client, 4)
+    assert (await attempt(client, ALICE)).status_code == 200
+
+
+async def _counter_keys(client: httpx.AsyncClient, storage: dict[str, Any]) -> int:
+    """How many rate-limit counters the server holds (in its memory, or under its Redis prefix)."""
+    if "redis_url" not in storage:
+        counters = client.app.state.services.rate_limits.storage  # type: ignore[attr-defined]
+        assert isinstance(counters, MemoryCounters)
+        return len(counters)
+    redis = Redis.from_url(storage["redis_url"])
+    try:
+        return len([key async for key in redis.scan_iter(match=f"{storage['redis_prefix']}limits*", count=500)])
+    finally:
+        await redis.aclose()
+
+
+async def test_successful_logins_leave_no_counters_behind(
+    client: httpx.AsyncClient, limits_storage: dict[str, Any]
+) -> None:
+    """A stream of successful logins holds the same counters as one: memory does not grow with the login rate.
+
+    Each success used to start a new generation of the pair's counters, leaving the old
+    window's counter behind until it expired (30 minutes with the default limit).
+    """
+    assert (await attempt(client, ALICE)).status_code == 200
+    held = await _counter_keys(client, limits_storage)
+    for _ in range(12):
+        assert (await attempt(client, ALICE)).status_code == 200
+    assert await _counter_keys(client, limits_storage) == held
+    await fail(client, 4)  # and forgetting still works after all those successes
     assert (await attempt(client, ALICE)).status_code == 200
     await fail(client, 4)
     assert (await attempt(client, ALICE)).status_code == 200

@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from sqlalchemy.pool import QueuePool
 
 from keyturn.errors import ConfigurationError
+from keyturn.server.services import build_services
 from keyturn.settings import async_database_url, load_settings, parse_duration
 
 
@@ -116,3 +118,26 @@ def test_unknown_database_is_refused() -> None:
     """A database keyturn does not support is a clear configuration error."""
     with pytest.raises(ConfigurationError, match="KEYTURN_DATABASE_URL"):
         async_database_url("mysql://root@localhost/db")
+
+
+@pytest.mark.parametrize(
+    ("url", "override", "expected"),
+    [
+        ("sqlite:///{tmp}/keyturn.db", None, 5),
+        ("postgresql://postgres@127.0.0.1:5432/test", None, 10),
+        ("sqlite:///{tmp}/keyturn.db", 12, 12),
+        ("postgresql://postgres@127.0.0.1:5432/test", 3, 3),
+    ],
+    ids=["sqlite-default", "postgresql-default", "sqlite-set", "postgresql-set"],
+)
+def test_pool_size_follows_the_database_unless_set(
+    tmp_path: Path, url: str, override: int | None, expected: int
+) -> None:
+    """SQLite keeps 5 connections per worker (it writes one transaction at a time), PostgreSQL 10.
+
+    Checked on the engine the server builds; ``KEYTURN_DB_POOL_SIZE`` wins over either.
+    """
+    settings = load_settings(data_dir=tmp_path / "data", database_url=url.format(tmp=tmp_path), db_pool_size=override)
+    pool = build_services(settings).db.engine.pool  # no I/O yet: nothing to close
+    assert isinstance(pool, QueuePool)
+    assert pool.size() == expected

@@ -367,6 +367,10 @@ class LoginThrottle:
         await self._counters.add(f"login-strikes/{generation}", _STRIKE_TTL)
         return Lock(strike, seconds, until)
 
+    async def has_history(self, generation: str) -> bool:
+        """True when the pair's window counts any attempt (failed, or still in flight)."""
+        return await self._pair.estimate(generation) > _EPSILON
+
     async def used_last_slot(self, generation: str) -> bool:
         """True when the pair's window holds as many failures as the limit allows."""
         return await self._pair.estimate(generation) > self.pair_rate.amount - 1 + _EPSILON
@@ -388,9 +392,18 @@ class LoginAttempt:
     pair_slot: Slot
 
     async def succeeded(self) -> None:
-        """The password was right: no failure counts, and the pair's history is forgotten."""
-        await self.throttle.give_back(self.client_slot)
-        await self.throttle.forget(self.pair)
+        """The password was right: no failure counts, and the pair's history is forgotten.
+
+        This attempt's slots are given back; a new generation (which forgets failures and
+        locks at once) is started only when something is left to forget -- strikes, or
+        attempts still counted in the window (failures, or a concurrent attempt in flight).
+        Starting one on every success left the old generation's window counter behind until
+        it expired, 30 minutes later with the default limit: one more key per successful login,
+        held in the server's memory without Redis -- memory in proportion to the login rate.
+        """
+        await self.throttle.give_back(self.client_slot, self.pair_slot)
+        if self.strikes or await self.throttle.has_history(self.generation):
+            await self.throttle.forget(self.pair)
 
     async def failed(self) -> Lock | None:
         """The password was wrong: the slots stay counted; return the lock this imposed, if any."""

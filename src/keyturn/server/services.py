@@ -107,7 +107,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
     try:
         engine = create_engine(
             settings.async_database_url,
-            pool_size=settings.db_pool_size,
+            pool_size=settings.pool_size,
             max_overflow=settings.db_max_overflow,
             pool_timeout=settings.db_pool_timeout,
         )
