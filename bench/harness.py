@@ -522,7 +522,7 @@ def run_storm(
                 probed, stormed = _stormy_probe(server, comparison, storm, storm_settings, window_s)
                 stormy.append(probed)
                 storms.append(stormed)
-                if comparison.hash_bound is not None and before is not None:
+                if comparison.hash_bound is not None and before is not None:  # (both, for the type checker)
                     wait_quiet(server)
                     bounds.append(HashBound.around(before, comparison.hash_bound()))
                 progress(

@@ -296,7 +296,7 @@ def express_login_storm(ctx: Context) -> StormComparison:
     key = ctx.key("ES256")
     body = write_login_body(ctx.work_dir / "bodies" / "express-login.json", EXPRESS_EMAIL, EXPRESS_PASSWORD)
     try:
-        express_hash_bound()
+        express_hash_bound()  # once up front: a missing node or bcryptjs leaves the bound out, not the run
     except (OSError, subprocess.SubprocessError, ValueError, KeyError) as error:
         bound, note = None, f"bcryptjs timing failed: {error}"
     else:
