@@ -51,6 +51,8 @@ GENESIS_HASH: Final = "0" * 64
 MAX_EMAIL: Final = 320
 MAX_IP: Final = 64
 MAX_DETAIL_TEXT: Final = 200
+#: Walks :meth:`Audit.verify` makes when purges keep moving the chain's start under it.
+VERIFY_ATTEMPTS: Final = 3
 
 AuditValue = str | int | float | bool | None | list[str]
 
@@ -298,16 +300,34 @@ class Audit:
                 yield record
             last = records[-1].id
 
-    async def verify(self) -> tuple[int, BrokenLink | None, str]:
+    async def verify(self, *, batch: int = 1000) -> tuple[int, BrokenLink | None, str]:
         """Walk the whole chain: (records checked, the first broken link or None, head hash).
 
         The chain may start after records removed by the retention (:meth:`purge`): its first
         record then links to the last removed one, and some later ``audit.purged`` record must
         name that link as its ``anchor`` -- otherwise the first record is reported as unlinked,
         as when records were deleted by hand.
+
+        The walk reads ``batch`` records at a time, so a purge running meanwhile (the server's,
+        while ``keyturn audit verify`` walks) can delete records beyond the batch in hand, and
+        the next batch then seems to start from a missing link. A broken link is therefore
+        reported only if the oldest record is the same after the walk as before it; if a purge
+        moved it, the walk starts again (at most :data:`VERIFY_ATTEMPTS` times).
         """
+        for _ in range(VERIFY_ATTEMPTS):
+            oldest = await self._oldest_id()
+            walked = await self._walk(batch)
+            if walked[1] is None or await self._oldest_id() == oldest:
+                break
+        return walked
+
+    async def _oldest_id(self) -> int | None:
+        first = await self._store.after(0, 1)
+        return first[0].id if first else None
+
+    async def _walk(self, batch: int) -> tuple[int, BrokenLink | None, str]:
         prev_hash, count, first_id, unanchored = GENESIS_HASH, 0, 0, ""
-        async for record in self.scan():
+        async for record in self.scan(batch=batch):
             if count == 0 and record.prev_hash != GENESIS_HASH:
                 first_id, unanchored = record.id, record.prev_hash  # older records are gone
                 prev_hash = record.prev_hash
