@@ -17,11 +17,14 @@ from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TypeVar
 
 from bench.probe import ProbeResult, probe
 from bench.servers import LOOPBACK, PeakRss, RunningServer, ServerSpec, cpu_seconds, peak_rss, running, wait_quiet
 from bench.stats import Spread, ratios
 from bench.wrk import LoadSettings, LoadSpec, WrkResult, finish_wrk, run_wrk, start_wrk
+
+T = TypeVar("T")
 
 LoadFactory = Callable[[RunningServer], LoadSpec]
 """Builds a contender's load once its server is up (e.g. logs in to obtain a token)."""
@@ -382,6 +385,22 @@ class HashBound:
         )
 
 
+def bound_around(
+    server: RunningServer, measure: Callable[[], HashBound] | None, run: Callable[[], T]
+) -> tuple[T, HashBound | None]:
+    """``run()``, with ``measure`` taken just before and just after it (the server idle) and averaged.
+
+    The caller has let the server go quiet before; this waits again before the second
+    measurement, since a login storm leaves seconds of queued hashing behind.
+    """
+    if measure is None:
+        return run(), None
+    before = measure()
+    result = run()
+    wait_quiet(server)
+    return result, HashBound.around(before, measure())
+
+
 @dataclass(frozen=True)
 class StormComparison:
     """p99 of a cheap GET on an idle server vs the same while ``storm`` (e.g. logins) saturates it.
@@ -518,13 +537,15 @@ def run_storm(
                     idle.append(probe(server.port, comparison.probe_path, window_s))
                     progress(f"  {comparison.key} round {round_index + 1} idle: probe p99 {idle[-1].p99_ms:.2f} ms")
                     continue
-                before = comparison.hash_bound() if comparison.hash_bound else None  # the server is idle
-                probed, stormed = _stormy_probe(server, comparison, storm, storm_settings, window_s)
+                (probed, stormed), bound = bound_around(
+                    server,
+                    comparison.hash_bound,
+                    lambda: _stormy_probe(server, comparison, storm, storm_settings, window_s),
+                )
                 stormy.append(probed)
                 storms.append(stormed)
-                if comparison.hash_bound is not None and before is not None:  # (both, for the type checker)
-                    wait_quiet(server)
-                    bounds.append(HashBound.around(before, comparison.hash_bound()))
+                if bound is not None:
+                    bounds.append(bound)
                 progress(
                     f"  {comparison.key} round {round_index + 1} storm: {stormed.requests_per_s:,.1f}/s, "
                     f"probe p99 {probed.p99_ms:.2f} ms ({probed.answered} answered, {probed.unanswered} starved)"

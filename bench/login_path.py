@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bench import keyturn_peers
-from bench.harness import HashBound
+from bench.harness import HashBound, bound_around
 from bench.servers import running, wait_quiet
 from bench.wrk import LoadSettings, run_wrk
 
@@ -71,13 +71,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             run_wrk(server.base_url + load.path, load, LoadSettings(duration_s=2, connections=args.connections))
             for _ in range(args.runs):
                 wait_quiet(server)
-                bound = keyturn_peers.hash_bound() if args.hash == "owasp" else None
                 before = _thread_cpu(pid)
-                result = run_wrk(server.base_url + load.path, load, settings)
-                after = _thread_cpu(pid)
-                if bound is not None:
-                    wait_quiet(server)
-                    bound = HashBound.around(bound, keyturn_peers.hash_bound())
+                (result, after), bound = bound_around(
+                    server,
+                    keyturn_peers.hash_bound if args.hash == "owasp" else None,
+                    lambda: (run_wrk(server.base_url + load.path, load, settings), _thread_cpu(pid)),
+                )
                 if not result.ok or not result.requests:
                     print(f"run failed: {result}", file=sys.stderr)
                     return 1
