@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from argon2 import PasswordHasher as Argon2
 
-from keyturn.crypto.passwords import OWASP, PasswordHasher
+from keyturn.crypto.passwords import OWASP, TEST_ONLY_CHEAP, PasswordHasher
 from tests.conftest import PASSWORD, ClientFactory, SettingsFactory, app_of, assert_error, login, register
 
 pytestmark = pytest.mark.anyio
@@ -84,6 +85,27 @@ async def test_login_rehashes_when_parameters_change(
     assert old != new
     assert f"m={OWASP.memory_cost},t={OWASP.time_cost},p={OWASP.parallelism}" in new
     assert not PasswordHasher(OWASP).needs_rehash(new)
+
+
+def test_rehash_verdicts_agree_with_argon2_whatever_was_asked_before() -> None:
+    """``needs_rehash`` remembers its answer per parameter set: it must still be argon2-cffi's.
+
+    Asked twice over (the second round is answered from memory), each hash differing from the
+    current profile in one thing argon2-cffi compares -- memory, time, lanes, salt length,
+    digest length -- gets the same answer as ``check_needs_rehash``; a string that is no argon2
+    hash needs one.
+    """
+    hasher = PasswordHasher(TEST_ONLY_CHEAP)
+    base = {"memory_cost": 64, "time_cost": 1, "parallelism": 1}
+    variants = [base, {**base, "memory_cost": 128}, {**base, "time_cost": 2}, {**base, "parallelism": 2}]
+    hashes = [Argon2(**v).hash("pw") for v in variants]  # type: ignore[arg-type]
+    hashes += [Argon2(**base, salt_len=8).hash("pw"), Argon2(**base, hash_len=16).hash("pw")]  # type: ignore[arg-type]
+    expected = [Argon2(**base).check_needs_rehash(h) for h in hashes]  # type: ignore[arg-type]
+    assert expected == [False, True, True, True, True, True]
+    for _ in range(2):
+        assert [hasher.needs_rehash(h) for h in hashes] == expected
+        assert hasher.needs_rehash("$argon2id$v=19$m=64,t=1,p=1$not-base64$")
+        assert hasher.needs_rehash("plaintext")
 
 
 async def test_hashing_runs_off_the_event_loop(client: httpx.AsyncClient) -> None:

@@ -53,6 +53,8 @@ OWASP: Final = HashProfile("owasp", time_cost=5, memory_cost=7168, parallelism=1
 TEST_ONLY_CHEAP: Final = HashProfile("test-only-cheap", time_cost=1, memory_cost=64, parallelism=1)
 
 PROFILES: Final = {p.name: p for p in (OWASP, TEST_ONLY_CHEAP)}
+#: Parameter sets whose :meth:`PasswordHasher.needs_rehash` answer is remembered.
+_REHASH_VERDICTS: Final = 64
 
 
 class PasswordHasher:
@@ -78,6 +80,7 @@ class PasswordHasher:
         # Verified against when the account does not exist, at the same cost; see _dummy_hash.
         self._dummy: str | None = None
         self._dummy_lock = threading.Lock()
+        self._rehash_verdicts: dict[tuple[str, int, int], bool] = {}
 
     def hash_sync(self, password: str) -> str:
         """Hash on the calling thread: for CLIs and worker threads, never the event loop."""
@@ -121,8 +124,22 @@ class PasswordHasher:
         self._workers.shutdown(wait=False, cancel_futures=True)
 
     def needs_rehash(self, stored_hash: str) -> bool:
-        """True when ``stored_hash`` was made with other parameters than the current profile."""
-        try:
-            return self._hasher.check_needs_rehash(stored_hash)
-        except InvalidHashError:
-            return True
+        """True when ``stored_hash`` was made with other parameters than the current profile.
+
+        Asked after every successful login, and parsing a hash's parameters is ~20 µs of
+        the event loop's time: the answer is remembered per parameter set, which is the
+        hash up to its salt plus the salt's and digest's lengths (everything argon2-cffi
+        compares). A database holds a handful of such sets, so the memory stays bounded.
+        """
+        prefix, _, digest = stored_hash.rpartition("$")
+        head, _, salt = prefix.rpartition("$")
+        key = (head, len(salt), len(digest))
+        verdict = self._rehash_verdicts.get(key)
+        if verdict is None:
+            try:
+                verdict = self._hasher.check_needs_rehash(stored_hash)
+            except InvalidHashError:
+                return True
+            if len(self._rehash_verdicts) < _REHASH_VERDICTS:
+                self._rehash_verdicts[key] = verdict
+        return verdict

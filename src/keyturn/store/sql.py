@@ -178,6 +178,14 @@ def _sqlite_reset(dbapi_connection: Any, record: Any, state: PoolResetState) -> 
         dbapi_connection.rollback()
 
 
+def _holds_transaction(connection: Any) -> bool:
+    """True when an aiosqlite connection is inside a transaction (a closed one, discarded after a failure, is not)."""
+    try:
+        return bool(connection.in_transaction)
+    except ValueError:  # aiosqlite: "no active connection"
+        return False
+
+
 def _refused_value(sqlstate: str) -> ValidationFailed:
     """PostgreSQL's SQLSTATE class 22 ("data exception"): the request's fault, a 422 rather than a 500.
 
@@ -425,8 +433,10 @@ class Database:
                 raise
             raise verdict.error from exc
         finally:
-            if postgres:
-                proxied.close()  # the reset on return is a no-op here: asyncpg's own transactions are over
+            if postgres or not _holds_transaction(connection):
+                # Nothing to roll back (asyncpg's own transactions are over; SQLite holds none):
+                # the return is synchronous, so it needs neither a greenlet nor a shield.
+                proxied.close()
             else:
                 # The reset on return is a rollback, one hop to aiosqlite's thread: it must
                 # complete even if the caller was cancelled, or the pool loses the connection.
