@@ -134,7 +134,7 @@ def targets(runtimes: Sequence[str] = ("uvicorn", "granian")) -> list[Target]:
             _http("guarded-vs-express-es256", lambda o: o.throughput_ratio),
         ),
         Target(
-            "logins/s ÷ hash-bound limit",
+            "logins/s ÷ hash-bound limit (storm alone)",
             0.85,
             "at least",
             "x",
