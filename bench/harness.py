@@ -257,9 +257,13 @@ class HttpOutcome:
         return self.baseline.failures == 0 and self.candidate.failures == 0
 
 
-def round_order(round_index: int) -> tuple[int, int]:
-    """ABBA order: A first in even rounds, B first in odd ones, so neither always runs first."""
-    return (0, 1) if round_index % 2 == 0 else (1, 0)
+def round_order(round_index: int, kinds: int = 2) -> tuple[int, ...]:
+    """ABBA order over ``kinds`` kinds of run: forwards in even rounds, backwards in odd ones.
+
+    So no kind always runs first (or last), and each pair of neighbours runs back to back.
+    """
+    order = tuple(range(kinds))
+    return order if round_index % 2 == 0 else order[::-1]
 
 
 def _token_count(load: LoadSpec) -> int | None:
@@ -436,7 +440,7 @@ class StormOutcome:
     latency probe (one cheap request every 10 ms): what a user of the cheap endpoint waits
     during a storm. The runs *alone* carry nothing else: how close logins come to the
     hash-bound limit, which is a bound for a login-only load. The probe's ~100 requests/s
-    are work the limit does not count; measured side by side they cost the storm 3-5% of
+    are work the limit does not count; measured side by side they cost the storm 2-6% of
     its logins/s on a 2-core machine (server and probe client share the cores).
     """
 
@@ -559,9 +563,9 @@ def run_storm(
         bounds: list[HashBound] = []
         alone: list[WrkResult] = []
         alone_bounds: list[HashBound] = []
-        kinds = (0, 1, 2) if comparison.hash_bound is not None else (0, 1)
+        kinds = 3 if comparison.hash_bound is not None else 2  # idle, probed storm[, storm alone]
         for round_index in range(settings.rounds):
-            for side in kinds if round_index % 2 == 0 else kinds[::-1]:
+            for side in round_order(round_index, kinds):
                 wait_quiet(server)
                 if side == 0:
                     idle.append(probe(server.port, comparison.probe_path, window_s))
