@@ -316,10 +316,10 @@ class Audit:
         """
         for _ in range(VERIFY_ATTEMPTS):
             oldest = await self._oldest_id()
-            walked = await self._walk(batch)
-            if walked[1] is None or await self._oldest_id() == oldest:
+            count, broken, head = await self._walk(batch)
+            if broken is None or await self._oldest_id() == oldest:
                 break
-        return walked
+        return count, broken, head
 
     async def _oldest_id(self) -> int | None:
         first = await self._store.after(0, 1)

@@ -174,7 +174,7 @@ def _sqlite_reset(dbapi_connection: Any, record: Any, state: PoolResetState) -> 
     """
     if state.terminate_only or not state.asyncio_safe or state.transaction_was_reset:
         return  # being closed (which rolls back), or SQLAlchemy already ended its transaction
-    if record.driver_connection.in_transaction:
+    if _holds_transaction(record.driver_connection):
         dbapi_connection.rollback()
 
 
