@@ -500,6 +500,20 @@ class StormOutcome:
         return self._per(self.alone, [b.all_cores_per_s for b in self.alone_bounds])
 
     @property
+    def host_ceiling_ratio(self) -> Spread | None:
+        """All cores hashing ÷ the hash-bound limit, around each storm run alone: how much of the
+        arithmetic limit the host's cores deliver when they all hash at once and nothing else runs.
+
+        The limit assumes each core hashes as fast as one core alone; on a host whose cores share a
+        cache, memory bandwidth or a physical core, two hashes at once each run slower, and no
+        server can exceed this figure in ``bound_ratio``. ``None`` when not measured.
+        """
+        bounds = self.alone_bounds
+        if not bounds or not all(b.all_cores_per_s for b in bounds):
+            return None
+        return ratios([b.all_cores_per_s or 0.0 for b in bounds], [b.limit_per_s for b in bounds])
+
+    @property
     def probed_bound_ratio(self) -> Spread | None:
         """The probed storm: requests/s ÷ the hash-bound limit (the probe's load included)."""
         return self._per(self.storm, [b.limit_per_s for b in self.bounds])

@@ -26,7 +26,7 @@ from bench.harness import ContenderRuns, HttpOutcome, StormOutcome
 from bench.servers import EXPRESS_DIR, REPO_ROOT, PeakRss
 from bench.stats import Spread
 from bench.suite import SuiteResult
-from bench.targets import Verdict, verdicts
+from bench.targets import Verdict, login_host_ceiling, verdicts
 
 PYTHON_PACKAGES = ("cryptography", "joserfc", "starlette", "uvicorn", "granian", "uvloop", "httptools")
 NODE_PACKAGES = ("express", "jsonwebtoken", "bcryptjs")
@@ -188,6 +188,7 @@ STORM_HEADER = (
     "hash-bound limit /s",
     "logins ÷ limit",
     "logins ÷ all cores hashing",
+    "all cores hashing ÷ limit",
     "logins/s with the probe",
     "with the probe ÷ limit",
     "probe p99 idle ms",
@@ -206,6 +207,7 @@ def _storm_row(outcome: StormOutcome) -> list[str]:
         bound.fmt(1) if bound else "n/a",
         _ratio(outcome.bound_ratio),
         _ratio(outcome.all_cores_ratio),
+        _ratio(outcome.host_ceiling_ratio),
         outcome.storm_throughput.fmt(1),
         _ratio(outcome.probed_bound_ratio),
         Spread.of([r.p99_ms for r in outcome.idle]).fmt(2),
@@ -229,7 +231,8 @@ def _storm_section(outcomes: Sequence[StormOutcome]) -> list[str]:
         "idle vs during the storm, corrected for coordinated omission (a stalled request also stands for",
         "the requests that would have been sent meanwhile). The hash-bound limit is what password hashing",
         'alone allows (cores ÷ one verification\'s time); "all cores hashing" is the rate measured with',
-        "every core verifying at once and nothing else running, which is what the cores really deliver.",
+        "every core verifying at once and nothing else running, which is what the cores really deliver;",
+        "all cores hashing ÷ limit is therefore the most of the limit any server could reach on this host.",
         "Both are measured just before and just after each storm run, with the server idle, and each run's",
         "logins/s is divided by their mean: the figures of its own moment. Each round runs the storm twice:",
         "alone (logins ÷ limit: the limit is a bound for logins only) and with the probe (its p99; the",
@@ -309,7 +312,15 @@ def _targets_section(result: SuiteResult) -> list[str]:
         "",
     ]
     rows = [_target_row(verdict) for verdict in verdicts(result)]
-    return lines + _table(["target", "bound", "measured", "verdict", "margin"], rows)
+    lines += _table(["target", "bound", "measured", "verdict", "margin"], rows)
+    ceiling = login_host_ceiling(result)
+    if ceiling is not None:
+        lines += [
+            "- logins/s ÷ hash-bound limit: this host's cores, all hashing at once with nothing else running,",
+            f"  deliver {_ratio(ceiling)} of the limit (the most any server could reach here).",
+            "",
+        ]
+    return lines
 
 
 def render_markdown(result: SuiteResult, environment: dict[str, str], chart_name: str | None) -> str:
@@ -523,6 +534,7 @@ def to_json(result: SuiteResult, environment: dict[str, str]) -> dict[str, objec
                 "bound_ratio_with_probe": _spread_dict(o.probed_bound_ratio),
                 "all_cores_hashing_per_s": _spread_dict(o.all_cores_hashing_per_s),
                 "all_cores_ratio": _spread_dict(o.all_cores_ratio),
+                "host_ceiling_ratio": _spread_dict(o.host_ceiling_ratio),
                 "p99_ratio": _spread_dict(o.p99_ratio),
                 "peak_rss_kib": o.rss.total_kib,
             }

@@ -167,6 +167,16 @@ def targets(runtimes: Sequence[str] = ("uvicorn", "granian")) -> list[Target]:
     ]
 
 
+def login_host_ceiling(result: SuiteResult) -> Spread | None:
+    """All cores hashing ÷ the hash-bound limit around the login storm's runs alone.
+
+    The most of the limit any server could reach on this host (see
+    :attr:`StormOutcome.host_ceiling_ratio`): shown beside the logins target, so that a miss the
+    cores themselves impose reads as such.
+    """
+    return _storm("keyturn-login-storm", lambda o: o.host_ceiling_ratio)(result)
+
+
 def verdicts(result: SuiteResult) -> list[Verdict]:
     """Every target against ``result``."""
     return [Verdict(target, target.measure(result)) for target in targets(result.config.runtimes)]
