@@ -8,12 +8,16 @@ the other side — what is accepted at the edges — and that nothing but
 from __future__ import annotations
 
 import base64
+import warnings
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from joserfc import jws
+from joserfc.errors import SecurityWarning
 
+from keyturn.crypto import access_tokens
 from keyturn.crypto.access_tokens import (
     MAX_TOKEN_BYTES,
     UnknownKeyId,
@@ -22,7 +26,7 @@ from keyturn.crypto.access_tokens import (
     read_header,
     verify_access_token,
 )
-from keyturn.crypto.keys import KeyRing, SigningKey, generate_signing_key
+from keyturn.crypto.keys import ALGORITHMS, KeyRing, SigningKey, generate_signing_key
 from keyturn.errors import TokenExpired, TokenInvalid
 from tests.security.attacks import raw_sign
 
@@ -156,3 +160,40 @@ def test_issued_tokens_round_trip() -> None:
     assert verified.roles == ("a",)
     assert verified.scopes == frozenset({"s", "t"})
     assert verified.expires_at == issued.expires_at
+
+
+#: Algorithms whose signature is a function of key and input alone (RSASSA-PKCS1-v1_5, EdDSA, HMAC).
+DETERMINISTIC = frozenset({"RS256", "RS384", "RS512", "EdDSA", "HS256", "HS384", "HS512"})
+
+
+@pytest.mark.parametrize("alg", sorted(ALGORITHMS))
+def test_issued_tokens_are_what_joserfc_signs(alg: str) -> None:
+    """keyturn signs through joserfc's algorithm object with its header encoded once per key: the token
+    must be the one ``jws.serialize_compact`` makes for the same header and payload (byte for byte where
+    the signature is deterministic), and verify with joserfc's own compact deserialisation."""
+    key = generate_signing_key(alg, now=NOW)
+    issued = issue_access_token(key, issuer=OPTIONS.issuer, audience=OPTIONS.audience, subject="u", ttl=60, now=NOW)
+    header_segment, payload_segment, _ = issued.token.split(".")
+    header = {"alg": alg, "typ": "at+jwt", "kid": key.kid}
+    payload = base64.urlsafe_b64decode(payload_segment + "=" * (-len(payload_segment) % 4))
+    with warnings.catch_warnings():  # joserfc's own warning for the name "EdDSA" (keyturn's choice)
+        warnings.simplefilter("ignore", SecurityWarning)
+        expected = jws.serialize_compact(header, payload, key.key, algorithms=[alg])
+        opened = jws.deserialize_compact(issued.token, key.key, algorithms=[alg])
+    assert header_segment == expected.split(".")[0]
+    if alg in DETERMINISTIC:
+        assert issued.token == expected
+    assert opened.headers() == header
+    assert opened.payload == payload
+    assert verify_access_token(issued.token, KeyRing([key]), OPTIONS, now=NOW).subject == "u"
+
+
+def test_a_token_names_the_key_that_signed_it_however_many_keys_sign() -> None:
+    """The encoded header is remembered per key, a bounded number of them: after more keys than it
+    keeps, each key's tokens still carry that key's own ``kid`` and verify with it alone."""
+    keys = [generate_signing_key("HS256", now=NOW) for _ in range(access_tokens._MAX_HEADER_SEGMENTS + 6)]
+    for key in [*keys, *keys[:3]]:
+        issued = issue_access_token(key, issuer=OPTIONS.issuer, audience=OPTIONS.audience, subject="u", ttl=60, now=NOW)
+        assert read_header(issued.token)["kid"] == key.kid
+        verify_access_token(issued.token, KeyRing([key]), OPTIONS, now=NOW)
+    assert len(access_tokens._HEADER_SEGMENTS) <= access_tokens._MAX_HEADER_SEGMENTS

@@ -17,6 +17,7 @@ equals the algorithm pinned to that key → signature → claims (``iss``, ``aud
 
 from __future__ import annotations
 
+import base64
 import binascii
 import json
 import math
@@ -168,6 +169,9 @@ _HEADERS: dict[str, Mapping[str, Any]] = {}
 _MAX_CACHED_HEADERS: Final = 256
 _MAX_CACHED_HEADER_CHARS: Final = 512
 _ALGORITHM_MODELS: dict[str, JWSAlgModel] = {}
+#: Encoded JWS headers of issued tokens, by (alg, kid) (see :func:`_header_segment`).
+_HEADER_SEGMENTS: dict[tuple[str, str], bytes] = {}
+_MAX_HEADER_SEGMENTS: Final = 64
 _JWE_REGISTRY: Final = jwe.JWERegistry(algorithms=["dir", "A256GCM"])
 
 
@@ -211,12 +215,47 @@ def issue_access_token(
         claims["sid"] = session_id
     if email is not None:
         claims["email"] = email
-    header = {"alg": key.alg, "typ": TOKEN_TYPE, "kid": key.kid}
-    payload = json.dumps(claims, separators=(",", ":"))
-    token = jws.serialize_compact(header, payload, key.key, registry=_registry(key.alg))
+    token = _signed_compact(key, json.dumps(claims, separators=(",", ":")).encode("utf-8"))
     if encryption_key is not None:
         token = jwe.encrypt_compact(dict(_ENCRYPTION_HEADER), token, encryption_key, registry=_JWE_REGISTRY)
     return IssuedToken(token=token, jti=jti, expires_at=float(iat + ttl), expires_in=ttl)
+
+
+def _b64encode(data: bytes) -> bytes:
+    """Unpadded base64url (RFC 7515 §2)."""
+    return base64.urlsafe_b64encode(data).rstrip(b"=")
+
+
+def _header_segment(key: SigningKey) -> bytes:
+    """The encoded JWS header of every token ``key`` signs: ``alg``, ``typ`` and ``kid``, nothing else.
+
+    It is the same for all of a key's tokens, so it is checked by the pinned registry and
+    encoded once per key (at most :data:`_MAX_HEADER_SEGMENTS` remembered; keys rotate rarely).
+    """
+    segment = _HEADER_SEGMENTS.get((key.alg, key.kid))
+    if segment is None:
+        header = {"alg": key.alg, "typ": TOKEN_TYPE, "kid": key.kid}
+        _registry(key.alg).check_header(header)
+        segment = _b64encode(json.dumps(header, separators=(",", ":")).encode("ascii"))
+        if len(_HEADER_SEGMENTS) >= _MAX_HEADER_SEGMENTS:
+            _HEADER_SEGMENTS.clear()
+        _HEADER_SEGMENTS[key.alg, key.kid] = segment
+    return segment
+
+
+def _signed_compact(key: SigningKey, payload: bytes) -> str:
+    """``header.payload.signature``, signed with joserfc's algorithm object for the key's pinned algorithm.
+
+    The same token ``jws.serialize_compact`` makes (a test compares them byte for byte where the
+    algorithm is deterministic), without re-checking and re-encoding the fixed header and
+    resolving the key on every call: ~8 µs of a ~40 µs ES256 signature. The signature itself is
+    joserfc's (``check_key`` + ``sign``), as on the verifying side (:func:`_verified_payload`).
+    """
+    algorithm = _algorithm(key.alg)
+    signing_input = _header_segment(key) + b"." + _b64encode(payload)
+    algorithm.check_key(key.key)
+    signature = algorithm.sign(signing_input, key.key)
+    return (signing_input + b"." + _b64encode(signature)).decode("ascii")
 
 
 def _b64decode(segment: str) -> bytes:
