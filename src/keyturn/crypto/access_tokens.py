@@ -248,7 +248,7 @@ def _signed_compact(key: SigningKey, payload: bytes) -> str:
 
     The same token ``jws.serialize_compact`` makes (a test compares them byte for byte where the
     algorithm is deterministic), without re-checking and re-encoding the fixed header and
-    resolving the key on every call: ~8 µs of a ~40 µs ES256 signature. The signature itself is
+    resolving the key on every call: ~7 µs of a ~47 µs ES256 token. The signature itself is
     joserfc's (``check_key`` + ``sign``), as on the verifying side (:func:`_verified_payload`).
     """
     algorithm = _algorithm(key.alg)
