@@ -112,31 +112,52 @@ class Contender:
     #: Each token of ``load.tokens_file`` may be sent once only (refresh tokens): every run, the
     #: smoke check included, gets the tokens no earlier run can have sent.
     single_use: bool = False
+    #: Makes ``n`` more single-use tokens while the server runs (between runs, untimed): a faster
+    #: host than the list was sized for gets more instead of an invalid comparison.
+    mint: Callable[[int], Sequence[str]] | None = None
 
     def resolve_load(self, server: RunningServer) -> LoadSpec:
         """The concrete load, built now that the server is up when it depends on it."""
         return self.load if isinstance(self.load, LoadSpec) else self.load(server)
 
 
+#: A run is topped up to this many times the tokens the fastest earlier run of its side would
+#: send over its duration: rates drift by a third between runs on a shared host.
+TOKEN_HEADROOM = 1.5
+
+
 class TokenCursor:
-    """Hands each run a fresh slice of a single-use token list.
+    """Hands each run a fresh slice of a single-use token list, minting more when it runs short.
 
     wrk counts completed requests only; up to one request per connection was sent but still in
     flight when a run stopped, so the cursor also skips ``connections`` tokens after every run.
     """
 
-    def __init__(self, load: LoadSpec, slice_dir: Path, name: str) -> None:
+    def __init__(
+        self, load: LoadSpec, slice_dir: Path, name: str, mint: Callable[[int], Sequence[str]] | None = None
+    ) -> None:
         if load.tokens_file is None:
             raise ValueError(f"{name}: single-use tokens need a tokens_file")
         self._load = load
+        self._mint = mint
         self._tokens = [line for line in load.tokens_file.read_text().splitlines() if line]
         self._dir = slice_dir
         self._name = name
         self._next = 0
         self._runs = 0
         self._offered = 0
-        #: The fewest tokens any run was offered (the denominator of the report's reuse line).
-        self.smallest_slice: int | None = None
+        #: The most any run sent of the slice it was offered (above 1.0 it wrapped around and
+        #: replayed spent tokens, and :meth:`after` counted those requests as failed).
+        self.most_reuse = 0.0
+
+    def ensure(self, count: int) -> int:
+        """Mint tokens until ``count`` are unspent, when a mint is known; returns how many were minted."""
+        short = count - (len(self._tokens) - self._next)
+        if short <= 0 or self._mint is None:
+            return 0
+        minted = list(self._mint(short))
+        self._tokens += minted
+        return len(minted)
 
     def take(self, limit: int | None = None) -> LoadSpec:
         """The load with the unspent tokens only (at most ``limit`` of them)."""
@@ -147,10 +168,13 @@ class TokenCursor:
         path = self._dir / f"{self._name}-{self._runs}.txt"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("".join(f"{token}\n" for token in fresh))
-        if limit is None:  # a smoke check's single token says nothing about the runs
-            self.smallest_slice = min(len(fresh), self.smallest_slice or len(fresh))
         self._offered = len(fresh)
         return replace(self._load, tokens_file=path)
+
+    @property
+    def made(self) -> int:
+        """Every token this cursor had to hand out: the list it started with and what it minted."""
+        return len(self._tokens)
 
     def spent(self, count: int) -> None:
         """Mark ``count`` more tokens as sent."""
@@ -164,6 +188,7 @@ class TokenCursor:
         inside a grace window, as cheap retries), so such a run must not pass as valid.
         """
         self.spent(result.requests + result.socket_errors + connections)
+        self.most_reuse = max(self.most_reuse, result.requests / self._offered)
         overrun = max(0, result.requests - self._offered)
         return replace(result, bad_status=result.bad_status + overrun) if overrun else result
 
@@ -193,6 +218,8 @@ class ContenderRuns:
     token_count: int | None
     #: Server CPU time (all its processes) per completed request, in µs, run by run.
     cpu_us_per_request: Sequence[float] = ()
+    #: Single-use tokens: the most any run sent of the slice it was offered.
+    single_use_reuse: float | None = None
 
     @property
     def cpu_per_request(self) -> Spread | None:
@@ -216,7 +243,9 @@ class ContenderRuns:
 
     @property
     def token_reuse(self) -> float | None:
-        """How many times each unique token was sent, at most (1.0 means never reused)."""
+        """How many times each unique token was sent, at most (1.0 or less means never reused)."""
+        if self.single_use_reuse is not None:
+            return self.single_use_reuse
         if not self.token_count:
             return None
         return max(run.requests for run in self.runs) / self.token_count
@@ -292,13 +321,25 @@ class _Side:
         self.load_settings = load_settings
         self.cpu_us: list[float] = []
         self.cursor = (
-            TokenCursor(self.load, settings.work_dir / "tokens" / "slices", server.spec.name)
+            TokenCursor(self.load, settings.work_dir / "tokens" / "slices", server.spec.name, contender.mint)
             if contender.single_use
             else None
         )
+        #: The fastest requests/s any run of this side reached (the warm-up included).
+        self.peak_rate = 0.0
 
     def next_load(self) -> LoadSpec:
         return self.load if self.cursor is None else self.cursor.take()
+
+    def top_up(self) -> None:
+        """Mint the single-use tokens the next run could need, before the servers are let go quiet."""
+        if self.cursor is not None:
+            need = self.peak_rate * self.load_settings.duration_s * TOKEN_HEADROOM + self.load_settings.connections
+            self.cursor.ensure(int(need))
+
+    def _sent(self, result: WrkResult) -> WrkResult:
+        self.peak_rate = max(self.peak_rate, result.requests_per_s)
+        return result if self.cursor is None else self.cursor.after(result, self.load_settings.connections)
 
     def check_and_warm_up(self, settings: Settings) -> None:
         """Smoke-check (spending one single-use token), then a discarded warm-up run."""
@@ -308,8 +349,8 @@ class _Side:
             self.contender.check(self.server, self.cursor.take(limit=1))
             self.cursor.spent(1)
         warm = _warm_up(self.server, self.next_load(), replace(settings, load=self.load_settings))
-        if warm is not None and self.cursor is not None:
-            self.cursor.after(warm, self.load_settings.connections)
+        if warm is not None:
+            self._sent(warm)
 
     def measure(self) -> WrkResult:
         load = self.next_load()
@@ -317,14 +358,15 @@ class _Side:
         result = run_wrk(_url(self.server, load), load, self.load_settings)
         spent = cpu_seconds(self.server.process.pid) - before
         self.cpu_us.append(spent / max(result.requests, 1) * 1e6)
-        if self.cursor is not None:
-            return self.cursor.after(result, self.load_settings.connections)
-        return result
+        return self._sent(result)
 
     def token_count(self) -> int | None:
-        """Tokens each run could send once (``None`` when repeating them is the point, e.g. logins' e-mails)."""
+        """Unique tokens: for single-use ones every token made, minted included.
+
+        ``None`` when repeating them is the point (e.g. the logins' e-mails).
+        """
         if self.cursor is not None:
-            return self.cursor.smallest_slice
+            return self.cursor.made
         return None if self.load.body_file is not None else _token_count(self.load)
 
 
@@ -344,6 +386,7 @@ def run_comparison(
         runs: list[list[WrkResult]] = [[], []]
         for round_index in range(settings.rounds):
             for index in round_order(round_index):
+                sides[index].top_up()
                 wait_quiet(servers[0])
                 wait_quiet(servers[1])
                 result = sides[index].measure()
@@ -360,6 +403,7 @@ def run_comparison(
                 peak_rss(side.server.process.pid),
                 side.token_count(),
                 side.cpu_us,
+                None if side.cursor is None else side.cursor.most_reuse,
             )
             for side, r in zip(sides, runs, strict=True)
         ]

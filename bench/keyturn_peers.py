@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import functools
 import json
 import os
 import shutil
@@ -54,10 +55,11 @@ BENCH_PASSWORD: Final = "plover-anchor-velvet-1987-quartz"
 #: Accounts the login storm rotates over: more than the storm's connections, so no account ever
 #: has more than one login in flight (keyturn reserves a per-account slot before hashing).
 STORM_ACCOUNTS: Final = 48
-#: Refresh tokens minted per database (``BENCH_REFRESH_TOKENS``). Each can be refreshed once: a run
-#: of the suite's default length (2 s warm-up + 3 x 5 s) needs about 17 x refresh/s of them, so this
-#: covers up to ~1,400 refresh/s; a faster server runs out, and the harness then marks the run invalid
-#: (it never lets a token be replayed silently) -- raise it then.
+#: Refresh tokens minted per database before its server starts (``BENCH_REFRESH_TOKENS``). Each can
+#: be refreshed once: a run of the suite's default length (2 s warm-up + 3 x 5 s) needs about 17 x
+#: refresh/s of them, so this covers ~1,400 refresh/s. A faster server gets more between runs
+#: (:func:`seed.more_sessions`, sized from its fastest run so far); a run that still outruns its
+#: slice is marked invalid, never let replay tokens silently.
 REFRESH_TOKENS: Final = int(os.environ.get("BENCH_REFRESH_TOKENS", "24000"))
 #: Worker processes of the refresh servers (``BENCH_REFRESH_WORKERS``): one per core, as deployed
 #: (docs/deploy.md). Refreshing is CPU work in Python around database round trips, so one process
@@ -277,12 +279,14 @@ def refresh_peer(database: Literal["sqlite", "postgresql"], runtime: Runtime, wo
         url = seed.create_database()
         atexit.register(seed.drop_database, url)
     env = server_env(home, url, KEYTURN_RATE_LIMIT_REFRESH="1000000/minute")
-    tokens = seed.seed(env, [("refresh@example.com", BENCH_PASSWORD)], sessions=REFRESH_TOKENS)
+    email = "refresh@example.com"
+    tokens = seed.seed(env, [(email, BENCH_PASSWORD)], sessions=REFRESH_TOKENS)
     body = home / "refresh.json"
     body.write_text(json.dumps({"refresh_token": "{{token}}"}))
     load = LoadSpec("/auth/refresh", body_file=body, tokens_file=seed.write_lines(home / "tokens.txt", tokens))
     server = auth_server(f"keyturn-refresh-{database}", runtime, env, workers=REFRESH_WORKERS)
-    return Contender(f"keyturn refresh ({database})", server, load, single_use=True)
+    mint = functools.partial(seed.more_sessions, env, email)
+    return Contender(f"keyturn refresh ({database})", server, load, single_use=True, mint=mint)
 
 
 # --- (2) token operations -------------------------------------------------------------------------

@@ -75,6 +75,27 @@ def seed(env: Mapping[str, str], accounts: Sequence[tuple[str, str]], sessions: 
     return asyncio.run(_seed(settings_for(env), accounts, sessions))
 
 
+def more_sessions(env: Mapping[str, str], email: str, count: int) -> list[str]:
+    """Open ``count`` more sessions for the account ``email`` made by :func:`seed`, while its server runs.
+
+    The refresh comparison's top-up: a host faster than :func:`seed`'s list was sized for
+    spends it before the last round.
+    """
+    return asyncio.run(_more_sessions(settings_for(env), email, count))
+
+
+async def _more_sessions(settings: Settings, email: str, count: int) -> list[str]:
+    services = build_services(settings)
+    try:
+        await services.start()
+        stored = await services.users.by_email(email)
+        if stored is None:
+            raise RuntimeError(f"no account {email!r} to open sessions for")
+        return await _sessions(services, stored.user, count)
+    finally:
+        await services.close()
+
+
 def write_lines(path: Path, lines: Sequence[str]) -> Path:
     """One item per line (token lists for ``load.lua``)."""
     path.parent.mkdir(parents=True, exist_ok=True)
