@@ -150,14 +150,11 @@ class TokenCursor:
         #: replayed spent tokens, and :meth:`after` counted those requests as failed).
         self.most_reuse = 0.0
 
-    def ensure(self, count: int) -> int:
-        """Mint tokens until ``count`` are unspent, when a mint is known; returns how many were minted."""
+    def ensure(self, count: int) -> None:
+        """Mint tokens until ``count`` are unspent, when a mint is known."""
         short = count - (len(self._tokens) - self._next)
-        if short <= 0 or self._mint is None:
-            return 0
-        minted = list(self._mint(short))
-        self._tokens += minted
-        return len(minted)
+        if short > 0 and self._mint is not None:
+            self._tokens += self._mint(short)
 
     def take(self, limit: int | None = None) -> LoadSpec:
         """The load with the unspent tokens only (at most ``limit`` of them)."""

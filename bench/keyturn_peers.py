@@ -59,7 +59,7 @@ STORM_ACCOUNTS: Final = 48
 #: be refreshed once: a run of the suite's default length (2 s warm-up + 3 x 5 s) needs about 17 x
 #: refresh/s of them, so this covers ~1,400 refresh/s. A faster server gets more between runs
 #: (:func:`seed.more_sessions`, sized from its fastest run so far); a run that still outruns its
-#: slice is marked invalid, never let replay tokens silently.
+#: slice is marked invalid: tokens are never replayed silently.
 REFRESH_TOKENS: Final = int(os.environ.get("BENCH_REFRESH_TOKENS", "24000"))
 #: Worker processes of the refresh servers (``BENCH_REFRESH_WORKERS``): one per core, as deployed
 #: (docs/deploy.md). Refreshing is CPU work in Python around database round trips, so one process

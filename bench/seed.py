@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Final
 
@@ -56,14 +56,21 @@ async def _sessions(services: Services, user: User, count: int) -> list[str]:
     return tokens
 
 
-async def _seed(settings: Settings, accounts: Sequence[tuple[str, str]], sessions: int) -> list[str]:
+@contextlib.asynccontextmanager
+async def _started(settings: Settings) -> AsyncIterator[Services]:
+    """keyturn's services on the server's database, migrated and with its keys, closed afterwards."""
     services = build_services(settings)
     try:
         await services.start()
-        users = await _register(services, accounts)
-        return await _sessions(services, users[0], sessions) if sessions else []
+        yield services
     finally:
         await services.close()
+
+
+async def _seed(settings: Settings, accounts: Sequence[tuple[str, str]], sessions: int) -> list[str]:
+    async with _started(settings) as services:
+        users = await _register(services, accounts)
+        return await _sessions(services, users[0], sessions) if sessions else []
 
 
 def seed(env: Mapping[str, str], accounts: Sequence[tuple[str, str]], sessions: int = 0) -> list[str]:
@@ -85,15 +92,11 @@ def more_sessions(env: Mapping[str, str], email: str, count: int) -> list[str]:
 
 
 async def _more_sessions(settings: Settings, email: str, count: int) -> list[str]:
-    services = build_services(settings)
-    try:
-        await services.start()
+    async with _started(settings) as services:
         stored = await services.users.by_email(email)
         if stored is None:
             raise RuntimeError(f"no account {email!r} to open sessions for")
         return await _sessions(services, stored.user, count)
-    finally:
-        await services.close()
 
 
 def write_lines(path: Path, lines: Sequence[str]) -> Path:
