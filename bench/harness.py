@@ -29,6 +29,9 @@ T = TypeVar("T")
 LoadFactory = Callable[[RunningServer], LoadSpec]
 """Builds a contender's load once its server is up (e.g. logs in to obtain a token)."""
 
+Mint = Callable[[int], Sequence[str]]
+"""Makes ``n`` more single-use tokens for a running server (e.g. opens refresh sessions)."""
+
 SmokeCheck = Callable[[RunningServer, LoadSpec], None]
 """Raises if the server does not answer the load the way it should (run before any timing)."""
 
@@ -114,7 +117,7 @@ class Contender:
     single_use: bool = False
     #: Makes ``n`` more single-use tokens while the server runs (between runs, untimed): a faster
     #: host than the list was sized for gets more instead of an invalid comparison.
-    mint: Callable[[int], Sequence[str]] | None = None
+    mint: Mint | None = None
 
     def resolve_load(self, server: RunningServer) -> LoadSpec:
         """The concrete load, built now that the server is up when it depends on it."""
@@ -133,9 +136,7 @@ class TokenCursor:
     flight when a run stopped, so the cursor also skips ``connections`` tokens after every run.
     """
 
-    def __init__(
-        self, load: LoadSpec, slice_dir: Path, name: str, mint: Callable[[int], Sequence[str]] | None = None
-    ) -> None:
+    def __init__(self, load: LoadSpec, slice_dir: Path, name: str, mint: Mint | None = None) -> None:
         if load.tokens_file is None:
             raise ValueError(f"{name}: single-use tokens need a tokens_file")
         self._load = load
