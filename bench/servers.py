@@ -308,6 +308,11 @@ def ceiling_server(runtime: Runtime, *, workers: int = 1) -> ServerSpec:
     return asgi_server("ceiling", "bench.apps.ceiling:app", runtime, workers=workers)
 
 
+def layered_server(runtime: Runtime, *, workers: int = 1) -> ServerSpec:
+    """The ceiling behind a do-nothing ASGI middleware (``bench/apps/layered.py``): the guard rows' control."""
+    return asgi_server("layered", "bench.apps.layered:app", runtime, workers=workers)
+
+
 def express_server(
     algorithm: Literal["ES256", "HS256"],
     *,

@@ -31,7 +31,7 @@ from bench.harness import (
     run_comparison,
     run_storm,
 )
-from bench.servers import EXPRESS_DIR, RunningServer, Runtime, ceiling_server, express_server
+from bench.servers import EXPRESS_DIR, RunningServer, Runtime, ceiling_server, express_server, layered_server
 from bench.tokens import (
     ClaimsFactory,
     HttpAlgorithm,
@@ -191,6 +191,23 @@ def guard_overhead(ctx: Context) -> tuple[list[HttpComparison], list[str]]:
                         candidate=Contender(f"keyturn guard ({runtime})", peer.server, load),
                     )
                 )
+        key = f"guard-{runtime}-control-layer"
+        if ctx.config.wanted(key):
+            # The guarded ES256 rows' requests, to an app that has the guard's layer and none of its work.
+            peer = keyturn_peers.guarded_server(runtime, ctx.key("ES256"), ctx.work_dir)
+            assert peer is not None  # noqa: S101 - checked in the loop above
+            load = ctx.load("ES256", "repeated", peer.path, peer.claims, "guarded", header=peer.header)
+            found.append(
+                HttpComparison(
+                    key=key,
+                    group="Guard overhead: guarded ÷ unguarded",
+                    title=f"{runtime}, control: a do-nothing middleware, no auth",
+                    baseline=Contender(f"ceiling ({runtime})", ceiling_server(runtime), load),
+                    candidate=Contender(f"ceiling + pass-through layer ({runtime})", layered_server(runtime), load),
+                    note="What any ASGI middleware costs on this host (bench/apps/layered.py); "
+                    "the guard rows' ratio divided by this one is the guard's own work.",
+                )
+            )
     return found, []
 
 
