@@ -170,7 +170,7 @@ def express_vs_ceiling(ctx: Context, algorithm: HttpAlgorithm) -> HttpComparison
 
 
 def guard_overhead(ctx: Context) -> tuple[list[HttpComparison], list[str]]:
-    """(1) unguarded vs guarded, per runtime, algorithm and token shape."""
+    """(1) unguarded vs guarded, per runtime, algorithm and token shape; and each runtime's control."""
     found: list[HttpComparison] = []
     for runtime in ctx.config.runtimes:
         for algorithm in ("ES256", "HS256"):
@@ -178,37 +178,37 @@ def guard_overhead(ctx: Context) -> tuple[list[HttpComparison], list[str]]:
             if peer is None:
                 return [], ["guard overhead (keyturn_peers.guarded_server not plugged in)"]
             for shape in ("repeated", "unique"):
-                key = f"guard-{runtime}-{algorithm.lower()}-{shape}"
-                if not ctx.config.wanted(key):
-                    continue
                 load = ctx.load(algorithm, shape, peer.path, peer.claims, "guarded", header=peer.header)
-                found.append(
-                    HttpComparison(
-                        key=key,
-                        group="Guard overhead: guarded ÷ unguarded",
-                        title=f"{runtime}, {algorithm}, {shape} token",
-                        baseline=Contender(f"ceiling ({runtime})", ceiling_server(runtime), load),
-                        candidate=Contender(f"keyturn guard ({runtime})", peer.server, load),
-                    )
-                )
+                if algorithm == "ES256" and shape == "repeated":
+                    control_load = load  # the control gets these very requests
+                key = f"guard-{runtime}-{algorithm.lower()}-{shape}"
+                if ctx.config.wanted(key):
+                    guarded = Contender(f"keyturn guard ({runtime})", peer.server, load)
+                    found.append(_beside_ceiling(key, runtime, f"{runtime}, {algorithm}, {shape} token", guarded, load))
         key = f"guard-{runtime}-control-layer"
         if ctx.config.wanted(key):
-            # The guarded ES256 rows' requests, to an app that has the guard's layer and none of its work.
-            peer = keyturn_peers.guarded_server(runtime, ctx.key("ES256"), ctx.work_dir)
-            assert peer is not None  # noqa: S101 - checked in the loop above
-            load = ctx.load("ES256", "repeated", peer.path, peer.claims, "guarded", header=peer.header)
-            found.append(
-                HttpComparison(
-                    key=key,
-                    group="Guard overhead: guarded ÷ unguarded",
-                    title=f"{runtime}, control: a do-nothing middleware, no auth",
-                    baseline=Contender(f"ceiling ({runtime})", ceiling_server(runtime), load),
-                    candidate=Contender(f"ceiling + pass-through layer ({runtime})", layered_server(runtime), load),
-                    note="What any ASGI middleware costs on this host (bench/apps/layered.py); "
-                    "the guard rows' ratio divided by this one is the guard's own work.",
-                )
+            layered = Contender(f"ceiling + pass-through layer ({runtime})", layered_server(runtime), control_load)
+            title = f"{runtime}, control: a do-nothing middleware, no auth"
+            note = (
+                "What any ASGI middleware costs on this host (bench/apps/layered.py); "
+                "the guard rows' ratio divided by this one is the guard's own work."
             )
+            found.append(_beside_ceiling(key, runtime, title, layered, control_load, note=note))
     return found, []
+
+
+def _beside_ceiling(
+    key: str, runtime: Runtime, title: str, candidate: Contender, load: LoadSpec, *, note: str = ""
+) -> HttpComparison:
+    """A guard-overhead row: ``candidate`` against the ceiling served by the same ``runtime``, same load."""
+    return HttpComparison(
+        key=key,
+        group="Guard overhead: guarded ÷ unguarded",
+        title=title,
+        baseline=Contender(f"ceiling ({runtime})", ceiling_server(runtime), load),
+        candidate=candidate,
+        note=note,
+    )
 
 
 def guarded_vs_express(ctx: Context) -> tuple[list[HttpComparison], list[str]]:
