@@ -196,4 +196,4 @@ def test_a_token_names_the_key_that_signed_it_however_many_keys_sign() -> None:
         issued = issue_access_token(key, issuer=OPTIONS.issuer, audience=OPTIONS.audience, subject="u", ttl=60, now=NOW)
         assert read_header(issued.token)["kid"] == key.kid
         verify_access_token(issued.token, KeyRing([key]), OPTIONS, now=NOW)
-    assert len(access_tokens._HEADER_SEGMENTS) <= access_tokens._MAX_HEADER_SEGMENTS
+    assert access_tokens._header_segment.cache_info().currsize <= access_tokens._MAX_HEADER_SEGMENTS

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import math
 import re
@@ -169,8 +170,7 @@ _HEADERS: dict[str, Mapping[str, Any]] = {}
 _MAX_CACHED_HEADERS: Final = 256
 _MAX_CACHED_HEADER_CHARS: Final = 512
 _ALGORITHM_MODELS: dict[str, JWSAlgModel] = {}
-#: Encoded JWS headers of issued tokens, by (alg, kid) (see :func:`_header_segment`).
-_HEADER_SEGMENTS: dict[tuple[str, str], bytes] = {}
+#: Encoded JWS headers of issued tokens remembered (see :func:`_header_segment`).
 _MAX_HEADER_SEGMENTS: Final = 64
 _JWE_REGISTRY: Final = jwe.JWERegistry(algorithms=["dir", "A256GCM"])
 
@@ -226,21 +226,16 @@ def _b64encode(data: bytes) -> bytes:
     return base64.urlsafe_b64encode(data).rstrip(b"=")
 
 
-def _header_segment(key: SigningKey) -> bytes:
-    """The encoded JWS header of every token ``key`` signs: ``alg``, ``typ`` and ``kid``, nothing else.
+@functools.lru_cache(maxsize=_MAX_HEADER_SEGMENTS)
+def _header_segment(alg: str, kid: str) -> bytes:
+    """The encoded JWS header of every token the key ``kid`` signs: ``alg``, ``typ`` and ``kid``, nothing else.
 
     It is the same for all of a key's tokens, so it is checked by the pinned registry and
-    encoded once per key (at most :data:`_MAX_HEADER_SEGMENTS` remembered; keys rotate rarely).
+    encoded once per key (the most recently used :data:`_MAX_HEADER_SEGMENTS`; keys rotate rarely).
     """
-    segment = _HEADER_SEGMENTS.get((key.alg, key.kid))
-    if segment is None:
-        header = {"alg": key.alg, "typ": TOKEN_TYPE, "kid": key.kid}
-        _registry(key.alg).check_header(header)
-        segment = _b64encode(json.dumps(header, separators=(",", ":")).encode("ascii"))
-        if len(_HEADER_SEGMENTS) >= _MAX_HEADER_SEGMENTS:
-            _HEADER_SEGMENTS.clear()
-        _HEADER_SEGMENTS[key.alg, key.kid] = segment
-    return segment
+    header = {"alg": alg, "typ": TOKEN_TYPE, "kid": kid}
+    _registry(alg).check_header(header)
+    return _b64encode(json.dumps(header, separators=(",", ":")).encode("ascii"))
 
 
 def _signed_compact(key: SigningKey, payload: bytes) -> str:
@@ -252,7 +247,7 @@ def _signed_compact(key: SigningKey, payload: bytes) -> str:
     joserfc's (``check_key`` + ``sign``), as on the verifying side (:func:`_verified_payload`).
     """
     algorithm = _algorithm(key.alg)
-    signing_input = _header_segment(key) + b"." + _b64encode(payload)
+    signing_input = _header_segment(key.alg, key.kid) + b"." + _b64encode(payload)
     algorithm.check_key(key.key)
     signature = algorithm.sign(signing_input, key.key)
     return (signing_input + b"." + _b64encode(signature)).decode("ascii")
