@@ -197,3 +197,30 @@ def test_a_token_names_the_key_that_signed_it_however_many_keys_sign() -> None:
         assert read_header(issued.token)["kid"] == key.kid
         verify_access_token(issued.token, KeyRing([key]), OPTIONS, now=NOW)
     assert access_tokens._header_segment.cache_info().currsize <= access_tokens._MAX_HEADER_SEGMENTS
+
+
+def test_checked_headers_are_remembered_a_bounded_number_and_only_short_ones() -> None:
+    """The verifier remembers headers that passed its checks, the most recently used few, none of them
+    long: a stream of distinct headers (unknown kids, each refused) never grows the memo past its bound,
+    a header too long to keep is still checked, and a kept one still goes through the key ring."""
+    remembered = access_tokens._remembered_header
+    remembered.cache_clear()
+    for index in range(access_tokens._MAX_CACHED_HEADERS + 10):
+        header = {"alg": KEY.alg, "typ": "at+jwt", "kid": f"unknown-{index}"}
+        with pytest.raises(UnknownKeyId):
+            verify_access_token(raw_sign(KEY.alg, KEY.key, header, {"sub": "u"}), RING, OPTIONS, now=NOW)
+    assert remembered.cache_info().currsize == access_tokens._MAX_CACHED_HEADERS
+
+    remembered.cache_clear()
+    long_kid = "k" * (access_tokens._MAX_CACHED_HEADER_CHARS + 1)
+    too_long = raw_sign(KEY.alg, KEY.key, {"alg": KEY.alg, "typ": "at+jwt", "kid": long_kid}, b"{}")
+    with pytest.raises(TokenInvalid):
+        verify_access_token(too_long, RING, OPTIONS, now=NOW)
+    assert remembered.cache_info().currsize == 0
+
+    good = token()
+    verify_access_token(good, RING, OPTIONS, now=NOW)
+    verify_access_token(good, RING, OPTIONS, now=NOW)
+    assert remembered.cache_info().hits == 1
+    with pytest.raises(UnknownKeyId):
+        verify_access_token(good, KeyRing([generate_signing_key("ES256", now=NOW)]), OPTIONS, now=NOW)

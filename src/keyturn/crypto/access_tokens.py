@@ -164,22 +164,18 @@ class _PinnedRegistry(jws.JWSRegistry):
         return self.algorithms[name]
 
 
-_REGISTRIES: dict[str, jws.JWSRegistry] = {}
-#: Checked JWS headers by encoded segment (see :func:`_checked_header`).
-_HEADERS: dict[str, Mapping[str, Any]] = {}
+#: Checked JWS headers remembered, and the longest segment remembered (see :func:`_checked_header`).
 _MAX_CACHED_HEADERS: Final = 256
 _MAX_CACHED_HEADER_CHARS: Final = 512
-_ALGORITHM_MODELS: dict[str, JWSAlgModel] = {}
 #: Encoded JWS headers of issued tokens remembered (see :func:`_header_segment`).
 _MAX_HEADER_SEGMENTS: Final = 64
 _JWE_REGISTRY: Final = jwe.JWERegistry(algorithms=["dir", "A256GCM"])
 
 
+@functools.cache
 def _registry(alg: str) -> jws.JWSRegistry:
-    registry = _REGISTRIES.get(alg)
-    if registry is None:
-        registry = _REGISTRIES[alg] = _PinnedRegistry(algorithms=[alg])
-    return registry
+    """The registry pinned to ``alg`` alone; one per algorithm, and keys only carry allowed ones."""
+    return _PinnedRegistry(algorithms=[alg])
 
 
 def issue_access_token(
@@ -312,21 +308,23 @@ def _checked_header(segment: str) -> Mapping[str, Any]:
 
     Every token a key signs carries the same header segment, so checked headers are remembered
     by segment: a first-sight verification then skips a base64 and a JSON decode. Only headers
-    that passed the checks are kept, read-only, at most :data:`_MAX_CACHED_HEADERS` of at most
-    :data:`_MAX_CACHED_HEADER_CHARS` characters each (the memory bound), the lot dropped when full.
-    The ``kid`` is still looked up in the caller's key ring on every verification.
+    that passed the checks are kept (a refusal raises, and raising is not remembered), read-only,
+    the most recently used :data:`_MAX_CACHED_HEADERS` of at most :data:`_MAX_CACHED_HEADER_CHARS`
+    characters each (the memory bound). The ``kid`` is still looked up in the caller's key ring
+    on every verification.
     """
-    header = _HEADERS.get(segment)
-    if header is not None:
-        return header
+    if len(segment) > _MAX_CACHED_HEADER_CHARS:
+        return _parsed_header(segment)
+    return _remembered_header(segment)
+
+
+def _parsed_header(segment: str) -> Mapping[str, Any]:
     parsed = _json_object(_b64decode(segment))
     _check_header(parsed)
-    header = MappingProxyType(parsed)
-    if len(segment) <= _MAX_CACHED_HEADER_CHARS:
-        if len(_HEADERS) >= _MAX_CACHED_HEADERS:
-            _HEADERS.clear()
-        _HEADERS[segment] = header
-    return header
+    return MappingProxyType(parsed)
+
+
+_remembered_header: Final = functools.lru_cache(maxsize=_MAX_CACHED_HEADERS)(_parsed_header)
 
 
 def _check_header(header: Mapping[str, Any]) -> None:
@@ -351,12 +349,10 @@ def _pinned_key(header: Mapping[str, Any], keys: KeyLookup) -> SigningKey:
     return key
 
 
+@functools.cache
 def _algorithm(alg: str) -> JWSAlgModel:
     """joserfc's algorithm object for ``alg``, taken from the pinned registry (which refuses others)."""
-    algorithm = _ALGORITHM_MODELS.get(alg)
-    if algorithm is None:
-        algorithm = _ALGORITHM_MODELS[alg] = _registry(alg).get_alg(alg)
-    return algorithm
+    return _registry(alg).get_alg(alg)
 
 
 def _verified_payload(parts: Sequence[str], key: SigningKey) -> bytes:
