@@ -5,8 +5,10 @@ accounts, 16 closed-loop wrk connections) but with the test-only hash profile, s
 measured is the request path: HTTP, the throttle, the account read, the session insert, the
 access token, the audit append. It reports the server's CPU per login over several runs, split
 into the event loop's thread and every other thread (aiosqlite's connection threads, the hashing
-threads). ``--hash owasp`` measures the production profile instead (the storm itself), and adds
-the hash-bound limit and the all-cores-hashing rate measured around each run, as the suite does.
+threads), and how often per login the event loop's thread was woken (voluntary context switches:
+it slept, waiting for a socket or another thread's answer) and preempted (involuntary ones).
+``--hash owasp`` measures the production profile instead (the storm itself), and adds the
+hash-bound limit and the all-cores-hashing rate measured around each run, as the suite does.
 
 CPU time comes from ``/proc`` (time a thread waited for a core or for the GIL is not counted).
 docs/performance.md quotes it for the login path's changes; the suite's storm is the comparison
@@ -45,6 +47,12 @@ def _thread_cpu(pid: int) -> dict[int, float]:
     return cpu
 
 
+def _loop_switches(pid: int) -> tuple[int, int]:
+    """The event loop's thread's (voluntary, involuntary) context switches so far."""
+    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/task/{pid}/status").read_text().splitlines())
+    return int(fields["voluntary_ctxt_switches"]), int(fields["nonvoluntary_ctxt_switches"])
+
+
 def _against(rate: float, bound: HashBound) -> str:
     """This run's logins/s against the hash bound measured around it."""
     text = f"; hash-bound limit {bound.limit_per_s:.1f}/s (logins ÷ limit {rate / bound.limit_per_s:.2f}x)"
@@ -71,11 +79,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             run_wrk(server.base_url + load.path, load, LoadSettings(duration_s=2, connections=args.connections))
             for _ in range(args.runs):
                 wait_quiet(server)
-                before = _thread_cpu(pid)
-                (result, after), bound = bound_around(
+                before, switched = _thread_cpu(pid), _loop_switches(pid)
+                (result, after, switches), bound = bound_around(
                     server,
                     keyturn_peers.hash_bound if args.hash == "owasp" else None,
-                    lambda: (run_wrk(server.base_url + load.path, load, settings), _thread_cpu(pid)),
+                    lambda: (
+                        run_wrk(server.base_url + load.path, load, settings),
+                        _thread_cpu(pid),
+                        _loop_switches(pid),
+                    ),
                 )
                 if not result.ok or not result.requests:
                     print(f"run failed: {result}", file=sys.stderr)
@@ -84,9 +96,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 loop_ms.append(1e3 * spent.get(pid, 0.0) / result.requests)
                 other_ms.append(1e3 * sum(v for tid, v in spent.items() if tid != pid) / result.requests)
                 rates.append(result.requests_per_s)
+                woken = (switches[0] - switched[0]) / result.requests
+                preempted = (switches[1] - switched[1]) / result.requests
                 print(
                     f"  {rates[-1]:.0f} logins/s; CPU per login: event loop {loop_ms[-1]:.2f} ms, "
-                    f"other threads {other_ms[-1]:.2f} ms" + (_against(rates[-1], bound) if bound is not None else "")
+                    f"other threads {other_ms[-1]:.2f} ms; the event loop woken {woken:.1f}, preempted "
+                    f"{preempted:.1f} times per login" + (_against(rates[-1], bound) if bound is not None else "")
                 )
         total = [a + b for a, b in zip(loop_ms, other_ms, strict=True)]
         print(
