@@ -186,7 +186,7 @@ class TokenCursor:
         inside a grace window, as cheap retries), so such a run must not pass as valid.
         """
         self.spent(result.requests + result.socket_errors + connections)
-        self.most_reuse = max(self.most_reuse, result.requests / self._offered)
+        self.most_reuse = max(self.most_reuse, result.requests / max(self._offered, 1))
         overrun = max(0, result.requests - self._offered)
         return replace(result, bad_status=result.bad_status + overrun) if overrun else result
 
