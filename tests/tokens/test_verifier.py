@@ -8,13 +8,14 @@ the other side — what is accepted at the edges — and that nothing but
 from __future__ import annotations
 
 import base64
+import re
 import warnings
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from joserfc import jws
+from joserfc import jwk, jws
 from joserfc.errors import SecurityWarning
 
 from keyturn.crypto import access_tokens
@@ -61,6 +62,11 @@ def token(key: SigningKey = KEY, **claims: Any) -> str:
         ({"nbf": int(NOW) + 6}, False),
         ({"aud": ["other", OPTIONS.audience]}, True),
         ({"exp": float(NOW) + 0.5}, True),
+        ({"exp": 2**53 + 1}, True),
+        ({"iat": -(2**53) - 1}, True),
+        ({"exp": 10**400}, False),
+        ({"exp": True}, False),
+        ({"exp": str(int(NOW) + 900)}, False),
     ],
     ids=[
         "exp-within-leeway",
@@ -71,6 +77,11 @@ def token(key: SigningKey = KEY, **claims: Any) -> str:
         "nbf-beyond",
         "aud-list",
         "float-exp",
+        "exp-past-floats-exact-integers",
+        "iat-past-floats-exact-integers",
+        "exp-overflows-a-float",
+        "exp-a-boolean",
+        "exp-a-string",
     ],
 )
 def test_time_and_audience_edges(claims: dict[str, Any], accepted: bool) -> None:
@@ -224,3 +235,81 @@ def test_checked_headers_are_remembered_a_bounded_number_and_only_short_ones() -
     assert remembered.cache_info().hits == 1
     with pytest.raises(UnknownKeyId):
         verify_access_token(good, KeyRing([generate_signing_key("ES256", now=NOW)]), OPTIONS, now=NOW)
+
+
+#: RFC 7515 §2 and §7.1's compact serialisation, as a grammar: unpadded base64url segments and dots.
+_COMPACT_GRAMMAR = re.compile(r"[A-Za-z0-9_-]*(?:\.[A-Za-z0-9_-]*)*")
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.one_of(
+        st.text(max_size=80),
+        st.lists(st.text(alphabet="AZaz09-_+/= \n\t.é\u200b\uff21\x00\x7f", max_size=12), min_size=3, max_size=3).map(
+            ".".join
+        ),
+    )
+)
+def test_the_alphabet_check_admits_exactly_the_compact_grammar(value: str) -> None:
+    """The verifier's character check (a byte deletion, not a regex) accepts a string exactly when
+    RFC 7515's grammar does: every character outside base64url and the dot -- padding, the standard
+    alphabet's ``+`` and ``/``, whitespace, control and non-ASCII look-alikes -- is refused anywhere."""
+    try:
+        access_tokens._segments(value)
+    except TokenInvalid:
+        accepted = False
+    else:
+        accepted = True
+    shaped = value.split(".")
+    well_shaped = (len(shaped) == 3 and all(shaped)) or (
+        len(shaped) == 5 and shaped[0] and not shaped[1] and all(shaped[2:])
+    )
+    assert accepted == bool(_COMPACT_GRAMMAR.fullmatch(value) and well_shaped)
+
+
+@pytest.mark.parametrize("char", [*map(chr, range(128)), "é", "\u200b", "\uff21", "\U0001f600"])
+def test_each_character_is_admitted_in_a_segment_exactly_when_base64url_has_it(char: str) -> None:
+    """Every ASCII character, and non-ASCII look-alikes, put at the start, the middle and the end of
+    each segment of a well-shaped token: refused unless base64url has it."""
+    admitted = bool(_COMPACT_GRAMMAR.fullmatch(char)) and char != "."
+    segments = ["eyJh", "e30", "c2ln"]
+    for index in range(3):
+        for at in (0, 2, 4):
+            value = ".".join(s[:at] + char + s[at:] if i == index else s for i, s in enumerate(segments))
+            if admitted:
+                assert access_tokens._segments(value) == value.split(".")
+            else:
+                with pytest.raises(TokenInvalid):
+                    access_tokens._segments(value)
+
+
+@pytest.mark.parametrize(
+    ("alg", "key"),
+    [
+        ("ES256", jwk.generate_key("EC", "P-384")),
+        ("ES384", jwk.generate_key("EC", "P-256")),
+        ("ES256", jwk.generate_key("OKP", "Ed25519")),
+        ("RS256", jwk.generate_key("EC", "P-256")),
+        ("HS256", jwk.generate_key("EC", "P-256")),
+        ("EdDSA", jwk.generate_key("oct", 256)),
+        ("ES256", jwk.generate_key("EC", "P-256", parameters={"use": "enc"})),
+        ("ES256", jwk.generate_key("EC", "P-256", parameters={"alg": "ES384"})),
+        ("none", jwk.generate_key("oct", 256)),
+    ],
+    ids=[
+        "p384-as-es256",
+        "p256-as-es384",
+        "okp-as-es256",
+        "ec-as-rs256",
+        "ec-as-hs256",
+        "oct-as-eddsa",
+        "encryption-key",
+        "key-made-for-another-alg",
+        "alg-none",
+    ],
+)
+def test_a_key_that_does_not_fit_its_algorithm_cannot_be_pinned_to_it(alg: str, key: jwk.Key) -> None:
+    """A SigningKey's key always fits its algorithm (type, curve, use, the key's own ``alg``): checked
+    once when the pair is made, which is why signing and verifying do not check it per token."""
+    with pytest.raises(ValueError, match=r"does not fit|unsupported"):
+        SigningKey(kid="k1", alg=alg, key=key)

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any, Final, Literal
 
-from joserfc import jwe, jwk
+from joserfc import jwe, jwk, jws
 from joserfc.errors import JoseError
 from joserfc.jwk import Key, OctKey
 
@@ -69,7 +69,13 @@ _PUBLICATION_ORDER: Final[dict[str, int]] = {"current": 0, "next": 1, "retired":
 
 @dataclass(frozen=True, slots=True)
 class SigningKey:
-    """One key, its pinned algorithm, its ``kid`` and its place in the rotation."""
+    """One key, its pinned algorithm, its ``kid`` and its place in the rotation.
+
+    The key always fits its algorithm: type, curve and ``use``, as joserfc's algorithm object
+    checks them (``check_key``). The key and the algorithm never change, so this is checked
+    once, when the pair is made -- a ``ValueError`` then -- and not again for every token signed
+    or verified with it.
+    """
 
     kid: str
     alg: str
@@ -80,6 +86,15 @@ class SigningKey:
     created_at: float = 0.0
     #: When a retired key may leave the JWKS: no token it signed can be valid after this.
     drop_after: float | None = None
+
+    def __post_init__(self) -> None:
+        algorithm = jws.JWSRegistry.algorithms.get(self.alg) if self.alg in ALGORITHMS else None
+        if algorithm is None:
+            raise ValueError(f"unsupported signing algorithm {self.alg!r}")
+        try:
+            algorithm.check_key(self.key)
+        except JoseError as exc:
+            raise ValueError(f"the key does not fit {self.alg}") from exc
 
     @property
     def is_hmac(self) -> bool:

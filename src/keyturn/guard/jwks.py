@@ -141,10 +141,9 @@ def verification_key(data: Mapping[str, Any]) -> SigningKey | None:
         return None
     public = {name: data[name] for name in _PUBLIC_MEMBERS[str(data["kty"])] if name in data}
     try:
-        key = jwk.import_key(public)
-    except (JoseError, ValueError, TypeError, KeyError):
+        return SigningKey(kid=kid, alg=alg, key=jwk.import_key(public))
+    except (JoseError, ValueError, TypeError, KeyError):  # ValueError: the key does not fit ``alg``
         return None
-    return SigningKey(kid=kid, alg=alg, key=key)
 
 
 def _json_document(response: httpx.Response, what: str) -> dict[str, Any]:
