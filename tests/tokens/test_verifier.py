@@ -137,15 +137,15 @@ def test_a_retired_key_still_verifies_and_a_next_key_already_does() -> None:
     assert verify_access_token(token(upcoming), ring, OPTIONS, now=NOW).kid == upcoming.kid
 
 
+def _token_shaped(alphabet: str, *, text: int, segment: int, segments: tuple[int, int]) -> st.SearchStrategy[str]:
+    """Any text up to ``text`` characters, or ``segments`` dot-joined runs of ``alphabet`` up to ``segment`` long."""
+    low, high = segments
+    runs = st.lists(st.text(alphabet=alphabet, max_size=segment), min_size=low, max_size=high)
+    return st.one_of(st.text(max_size=text), runs.map(".".join))
+
+
 @settings(max_examples=300, deadline=None)
-@given(
-    st.one_of(
-        st.text(max_size=300),
-        st.lists(st.text(alphabet="ABCDEFGHIJabcdefghij0123456789-_=+/ ", max_size=60), min_size=1, max_size=6).map(
-            ".".join
-        ),
-    )
-)
+@given(_token_shaped("ABCDEFGHIJabcdefghij0123456789-_=+/ ", text=300, segment=60, segments=(1, 6)))
 def test_hostile_strings_only_ever_raise_token_errors(value: str) -> None:
     """Whatever the string, the verifier raises TokenInvalid (or TokenExpired) and nothing else."""
     with pytest.raises((TokenInvalid, TokenExpired)):
@@ -242,14 +242,7 @@ _COMPACT_GRAMMAR = re.compile(r"[A-Za-z0-9_-]*(?:\.[A-Za-z0-9_-]*)*")
 
 
 @settings(max_examples=300, deadline=None)
-@given(
-    st.one_of(
-        st.text(max_size=80),
-        st.lists(st.text(alphabet="AZaz09-_+/= \n\t.é\u200b\uff21\x00\x7f", max_size=12), min_size=3, max_size=3).map(
-            ".".join
-        ),
-    )
-)
+@given(_token_shaped("AZaz09-_+/= \n\t.é\u200b\uff21\x00\x7f", text=80, segment=12, segments=(3, 3)))
 def test_the_alphabet_check_admits_exactly_the_compact_grammar(value: str) -> None:
     """The verifier's character check (a byte deletion, not a regex) accepts a string exactly when
     RFC 7515's grammar does: every character outside base64url and the dot -- padding, the standard
