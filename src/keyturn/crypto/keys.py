@@ -71,10 +71,10 @@ _PUBLICATION_ORDER: Final[dict[str, int]] = {"current": 0, "next": 1, "retired":
 class SigningKey:
     """One key, its pinned algorithm, its ``kid`` and its place in the rotation.
 
-    The key always fits its algorithm: type, curve and ``use``, as joserfc's algorithm object
-    checks them (``check_key``). The key and the algorithm never change, so this is checked
-    once, when the pair is made -- a ``ValueError`` then -- and not again for every token signed
-    or verified with it.
+    The key always fits its algorithm: type, curve, ``use`` and the key's own ``alg``, as
+    joserfc's algorithm object checks them (``check_key``). The key and the algorithm never
+    change, so this is checked once, when the pair is made -- a ``ValueError`` then -- and not
+    again for every token signed or verified with it.
     """
 
     kid: str
