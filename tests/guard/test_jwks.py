@@ -16,6 +16,7 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from joserfc import jws
+from joserfc.jwk import OKPKey
 from joserfc.util import int_to_base64
 
 from keyturn.clock import FrozenClock
@@ -307,6 +308,9 @@ _EC = generate_signing_key("ES256", now=0).public_jwk()
         ({**_EC, "x": "not-a-point"}, False),
         ({"kty": "RSA", "n": "!!", "e": "AQAB", "alg": "RS256", "kid": "k"}, False),
         ({"kty": "RSA", "e": "AQAB", "alg": "RS256", "kid": "k"}, False),
+        ({**OKPKey.generate_key("X25519").as_dict(private=False), "alg": "EdDSA", "kid": "k"}, False),
+        ({**OKPKey.generate_key("Ed25519").as_dict(private=False), "alg": "EdDSA", "kid": "k"}, True),
+        ({**_EC, "kty": "oct"}, False),
     ],
     ids=[
         "es256",
@@ -326,6 +330,9 @@ _EC = generate_signing_key("ES256", now=0).public_jwk()
         "broken-point",
         "rsa-modulus-not-base64",
         "rsa-without-modulus",
+        "x25519-as-eddsa",
+        "ed25519-as-eddsa",
+        "unknown-kty",
     ],
 )
 def test_only_pinned_asymmetric_signature_keys_are_trusted(jwk: dict[str, Any], trusted: bool) -> None:

@@ -62,6 +62,9 @@ _EC_CURVES: Final[dict[str, Literal["P-256", "P-384", "P-521"]]] = {
     "ES512": "P-521",
 }
 _HMAC_BYTES: Final = {"HS256": 32, "HS384": 48, "HS512": 64}
+#: The curves EdDSA signs with (RFC 8037 §3.1); joserfc's ``check_key`` looks only at the key type,
+#: so an X25519 (key-agreement) OKP key would pass it.
+_EDDSA_CURVES: Final = frozenset({"Ed25519", "Ed448"})
 _KEK_REGISTRY: Final = jwe.JWERegistry(algorithms=["dir", "A256GCM"])
 _BASE64URL: Final = re.compile(r"[A-Za-z0-9_-]+")
 _PUBLICATION_ORDER: Final[dict[str, int]] = {"current": 0, "next": 1, "retired": 2}
@@ -72,9 +75,11 @@ class SigningKey:
     """One key, its pinned algorithm, its ``kid`` and its place in the rotation.
 
     The key always fits its algorithm: type, curve, ``use`` and the key's own ``alg``, as
-    joserfc's algorithm object checks them (``check_key``). The key and the algorithm never
-    change, so this is checked once, when the pair is made -- a ``ValueError`` then -- and not
-    again for every token signed or verified with it.
+    joserfc's algorithm object checks them (``check_key``), and for EdDSA a signing curve, which
+    joserfc does not check. The key and the algorithm never change, so this is checked once, when
+    the pair is made -- a ``ValueError`` then -- and not again for every token signed or verified
+    with it. It is the one place that decides which keys fit which algorithm: a guard's JWK Set
+    reader makes a ``SigningKey`` and skips the key when this refuses it.
     """
 
     kid: str
@@ -95,6 +100,8 @@ class SigningKey:
             algorithm.check_key(self.key)
         except JoseError as exc:
             raise ValueError(f"the key does not fit {self.alg}") from exc
+        if self.alg == "EdDSA" and getattr(self.key, "curve_name", None) not in _EDDSA_CURVES:
+            raise ValueError("the key does not fit EdDSA: not a signing curve")
 
     @property
     def is_hmac(self) -> bool:
