@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives import hashes, hmac, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from joserfc import jws
 from joserfc.errors import SecurityWarning
-from joserfc.jwk import Key, import_key
+from joserfc.jwk import ECKey, Key, OKPKey, RSAKey, import_key
 
 from bench.stats import Spread, ratios
 
@@ -52,6 +52,13 @@ Operation = Literal["sign", "verify"]
 OPERATIONS: Sequence[Operation] = ("sign", "verify")
 
 _HASHES: Mapping[str, type[hashes.HashAlgorithm]] = {"256": hashes.SHA256, "384": hashes.SHA384, "512": hashes.SHA512}
+#: JWK key class by algorithm family: a PEM is imported as the type it must be (joserfc warns when left to guess).
+_KEY_CLASSES: Mapping[str, type[RSAKey] | type[ECKey] | type[OKPKey]] = {
+    "RS": RSAKey,
+    "PS": RSAKey,
+    "ES": ECKey,
+    "Ed": OKPKey,
+}
 _CURVES: Mapping[str, ec.EllipticCurve] = {"ES256": ec.SECP256R1(), "ES384": ec.SECP384R1(), "ES512": ec.SECP521R1()}
 
 #: Claims of the benchmark token: the tutorials' access-token shape, with a fixed time.
@@ -131,7 +138,7 @@ def make_material(algorithm: str) -> KeyMaterial:
     public_pem = private.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
-    jwk_key = import_key(private_pem)
+    jwk_key = _KEY_CLASSES[algorithm[:2]].import_key(private_pem)
     return KeyMaterial(
         algorithm,
         private,

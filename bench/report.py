@@ -17,9 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-
-from matplotlib.axes import Axes
-from matplotlib.figure import Figure
+from typing import TYPE_CHECKING
 
 from bench.floor import OpOutcome
 from bench.harness import ContenderRuns, HttpOutcome, StormOutcome
@@ -30,6 +28,9 @@ from bench.targets import Verdict, login_host_ceiling, verdicts
 
 PYTHON_PACKAGES = ("cryptography", "joserfc", "starlette", "uvicorn", "granian", "uvloop", "httptools")
 NODE_PACKAGES = ("express", "jsonwebtoken", "bcryptjs")
+
+if TYPE_CHECKING:  # matplotlib (the ``bench`` extra) is needed for the chart only, not for the tables
+    from matplotlib.axes import Axes
 
 
 # --- environment -----------------------------------------------------------------------------
@@ -413,6 +414,8 @@ def render_chart(result: SuiteResult, path: Path) -> bool:
     if not panels:
         return False
     heights = [0.32 * len({bar.row for bar in panel.bars}) * _series_count(panel) ** 0.5 + 1.1 for panel in panels]
+    from matplotlib.figure import Figure  # noqa: PLC0415 - the chart alone needs the bench extra
+
     # A bare Figure, not pyplot: no global state and no GUI backend, on servers and CI alike.
     figure = Figure(figsize=(11, sum(heights)), layout="constrained")
     axes = figure.subplots(len(panels), 1, squeeze=False, gridspec_kw={"height_ratios": heights})
