@@ -22,9 +22,8 @@ from bench.probe import ProbeResult
 from bench.servers import PeakRss, ServerSpec
 from bench.stats import Spread
 from bench.suite import SuiteConfig, SuiteResult
+from bench.targets import MIB
 from bench.wrk import LoadSpec, WrkResult
-
-MIB = 1024
 
 
 def wrk(rate: float, *, p99_ms: float = 5.0, socket_errors: int = 0, bad_status: int = 0) -> WrkResult:
@@ -78,7 +77,7 @@ def http_outcome(
     )
 
 
-def probe(p99_ms: float, *, failures: int = 0) -> ProbeResult:
+def probe_result(p99_ms: float, *, failures: int = 0) -> ProbeResult:
     """A probe whose latencies put its p99 at ``p99_ms``."""
     return ProbeResult([p99_ms / 2] * 98 + [p99_ms] * 2, answered=100, unanswered=0, failures=failures)
 
@@ -107,8 +106,8 @@ def login_storm(
     rounds = len(alone_rates)
     return StormOutcome(
         comparison,
-        idle=[probe(idle_p99_ms) for _ in range(rounds)],
-        stormy=[probe(storm_p99_ms) for _ in range(rounds)],
+        idle=[probe_result(idle_p99_ms) for _ in range(rounds)],
+        stormy=[probe_result(storm_p99_ms) for _ in range(rounds)],
         storm=[wrk(rate * 0.95) for rate in alone_rates],
         rss=rss(rss_mib),
         bounds=bounds,

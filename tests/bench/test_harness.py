@@ -9,7 +9,7 @@ import pytest
 from bench.harness import ContenderRuns, HashBound, TokenCursor, round_order
 from bench.wrk import LoadSpec
 
-from tests.bench.results import http_outcome, login_storm, probe, rss, wrk
+from tests.bench.results import http_outcome, login_storm, probe_result, rss, wrk
 
 
 def test_abba_order_puts_each_kind_first_and_last_equally_often() -> None:
@@ -96,7 +96,7 @@ def test_a_storm_with_a_failed_request_or_probe_is_invalid() -> None:
     storm = login_storm([90, 80], limits=[100, 100], all_cores=[95, 95])
     assert storm.valid
     assert not replace(storm, alone=[wrk(90), wrk(80, socket_errors=1)]).valid
-    assert not replace(storm, idle=[probe(2.0), probe(2.0, failures=1)]).valid
+    assert not replace(storm, idle=[probe_result(2.0), probe_result(2.0, failures=1)]).valid
 
 
 def test_a_storm_ratio_with_a_missing_bound_is_unknown_rather_than_misaligned() -> None:
