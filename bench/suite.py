@@ -14,7 +14,7 @@ import subprocess
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Final, Literal
 
 from bench import keyturn_peers
 from bench.floor import ALGORITHMS, DEFAULT_CONTENDERS, FloorSettings, OpOutcome, TokenContender, run_floor
@@ -47,6 +47,23 @@ from bench.wrk import LoadSpec
 Part = Literal["http", "storm", "floor"]
 PARTS: Sequence[Part] = ("http", "storm", "floor")
 ShapeName = Literal["repeated", "unique"]
+
+#: Comparison keys the targets read (``bench.targets``), spelled once: a key written twice could drift,
+#: and the target would read "not measured" for good.
+LOGINS_VS_EXPRESS: Final = "logins-keyturn-vs-express"
+REFRESH_DATABASES: Final = "refresh-postgresql-vs-sqlite"
+LOGIN_STORM: Final = "keyturn-login-storm"
+
+
+def guard_key(runtime: str, algorithm: str, shape: str) -> str:
+    """A guard-overhead row's key, e.g. ``guard-uvicorn-es256-repeated``."""
+    return f"guard-{runtime}-{algorithm.lower()}-{shape}"
+
+
+def guarded_vs_express_key(algorithm: str) -> str:
+    """The keyturn guard ÷ Express protect row's key, e.g. ``guarded-vs-express-es256``."""
+    return f"guarded-vs-express-{algorithm.lower()}"
+
 
 EXPRESS_EMAIL = "alice@example.com"
 EXPRESS_PASSWORD = "correct horse battery staple"
@@ -180,7 +197,7 @@ def guard_overhead(ctx: Context) -> tuple[list[HttpComparison], list[str]]:
                 return [], ["guard overhead (keyturn_peers.guarded_server not plugged in)"]
             peers[algorithm] = peer
             for shape in ("repeated", "unique"):
-                key = f"guard-{runtime}-{algorithm.lower()}-{shape}"
+                key = guard_key(runtime, algorithm, shape)
                 if not ctx.config.wanted(key):
                     continue  # a unique-token list is 60,000 signatures: made only for a row that runs
                 load = ctx.load(algorithm, shape, peer.path, peer.claims, "guarded", header=peer.header)
@@ -222,13 +239,13 @@ def guarded_vs_express(ctx: Context) -> tuple[list[HttpComparison], list[str]]:
         peer = keyturn_peers.guarded_server("uvicorn", ctx.key(algorithm), ctx.work_dir)
         if peer is None:
             return [], ["guarded vs Express protect (keyturn_peers.guarded_server not plugged in)"]
-        if not ctx.config.wanted(f"guarded-vs-express-{algorithm.lower()}"):
+        if not ctx.config.wanted(guarded_vs_express_key(algorithm)):
             continue
         express = ctx.express(algorithm)
         load = ctx.load(algorithm, "repeated", peer.path, peer.claims, "guarded", header=peer.header)
         found.append(
             HttpComparison(
-                key=f"guarded-vs-express-{algorithm.lower()}",
+                key=guarded_vs_express_key(algorithm),
                 group="keyturn guard ÷ Express protect",
                 title=f"{algorithm}, repeated token, uvicorn vs node",
                 baseline=Contender(
@@ -248,7 +265,7 @@ def logins_vs_express(ctx: Context) -> tuple[list[HttpComparison], list[str]]:
     lengthen queues. Express's hash-bound limit is one core, keyturn's every core: that difference
     is the point of the comparison.
     """
-    key = "logins-keyturn-vs-express"
+    key = LOGINS_VS_EXPRESS
     if not ctx.config.wanted(key):
         return [], []
     peer = keyturn_peers.login_peer("uvicorn", ctx.work_dir / "logins")
@@ -269,7 +286,7 @@ def logins_vs_express(ctx: Context) -> tuple[list[HttpComparison], list[str]]:
 
 def refresh_sqlite_vs_postgresql(ctx: Context) -> tuple[list[HttpComparison], list[str]]:
     """(5) refresh/s on SQLite (baseline) and PostgreSQL."""
-    if not ctx.config.wanted("refresh-postgresql-vs-sqlite"):
+    if not ctx.config.wanted(REFRESH_DATABASES):
         return [], []
     sqlite = keyturn_peers.refresh_peer("sqlite", "uvicorn", ctx.work_dir)
     try:
@@ -280,7 +297,7 @@ def refresh_sqlite_vs_postgresql(ctx: Context) -> tuple[list[HttpComparison], li
         return [], ["refresh/s on SQLite and PostgreSQL (keyturn_peers.refresh_peer not plugged in)"]
     return [
         HttpComparison(
-            key="refresh-postgresql-vs-sqlite",
+            key=REFRESH_DATABASES,
             group="Refresh",
             title="refresh/s: PostgreSQL ÷ SQLite",
             baseline=sqlite,
@@ -292,14 +309,14 @@ def refresh_sqlite_vs_postgresql(ctx: Context) -> tuple[list[HttpComparison], li
 def storm_comparisons(ctx: Context) -> tuple[list[StormComparison], list[str]]:
     """(4) login storms: Express + bcryptjs always, keyturn when its login peer exists."""
     storms = [express_login_storm(ctx)] if ctx.config.wanted("express-login-storm") else []
-    if not ctx.config.wanted("keyturn-login-storm"):
+    if not ctx.config.wanted(LOGIN_STORM):
         return storms, []
     peer = keyturn_peers.login_peer("uvicorn", ctx.work_dir / "storm")
     if peer is None:
         return storms, ["keyturn login storm (keyturn_peers.login_peer not plugged in)"]
     storms.append(
         StormComparison(
-            key="keyturn-login-storm",
+            key=LOGIN_STORM,
             group="Login storm",
             title="keyturn login (uvicorn)",
             server=peer.server,

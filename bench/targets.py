@@ -14,7 +14,14 @@ from typing import Literal
 
 from bench.harness import HttpOutcome, StormOutcome
 from bench.stats import Spread
-from bench.suite import SuiteResult
+from bench.suite import (
+    LOGIN_STORM,
+    LOGINS_VS_EXPRESS,
+    REFRESH_DATABASES,
+    SuiteResult,
+    guard_key,
+    guarded_vs_express_key,
+)
 
 Direction = Literal["at least", "at most"]
 
@@ -113,7 +120,7 @@ def _guard_targets(runtimes: Sequence[str]) -> list[Target]:
             0.90,
             "at least",
             "x",
-            _http(f"guard-{runtime}-{algorithm.lower()}-repeated", lambda o: o.throughput_ratio),
+            _http(guard_key(runtime, algorithm, "repeated"), lambda o: o.throughput_ratio),
         )
         for runtime in runtimes
         for algorithm in ("ES256", "HS256")
@@ -131,35 +138,35 @@ def targets(runtimes: Sequence[str] = ("uvicorn", "granian")) -> list[Target]:
             2.5,
             "at least",
             "x",
-            _http("guarded-vs-express-es256", lambda o: o.throughput_ratio),
+            _http(guarded_vs_express_key("ES256"), lambda o: o.throughput_ratio),
         ),
         Target(
             "logins/s ÷ hash-bound limit (storm alone)",
             0.85,
             "at least",
             "x",
-            _storm("keyturn-login-storm", lambda o: o.bound_ratio),
+            _storm(LOGIN_STORM, lambda o: o.bound_ratio),
         ),
         Target(
             "logins/s ÷ Express + bcryptjs",
             5.0,
             "at least",
             "x",
-            _http("logins-keyturn-vs-express", lambda o: o.throughput_ratio),
+            _http(LOGINS_VS_EXPRESS, lambda o: o.throughput_ratio),
         ),
         Target(
             "cheap endpoint p99 during login storm ÷ idle",
             10.0,
             "at most",
             "x",
-            _storm("keyturn-login-storm", lambda o: o.p99_ratio),
+            _storm(LOGIN_STORM, lambda o: o.p99_ratio),
         ),
         Target(
             "refresh/s on PostgreSQL (absolute)",
             800.0,
             "at least",
             "/s",
-            _http("refresh-postgresql-vs-sqlite", lambda o: o.candidate.throughput),
+            _http(REFRESH_DATABASES, lambda o: o.candidate.throughput),
         ),
         Target(
             "peak RSS per keyturn worker under load (largest; 120 MB)", RSS_BUDGET_MIB, "at most", " MiB", _keyturn_rss
@@ -174,7 +181,7 @@ def login_host_ceiling(result: SuiteResult) -> Spread | None:
     :attr:`StormOutcome.host_ceiling_ratio`): shown beside the logins target, so that a miss the
     cores themselves impose reads as such.
     """
-    return _storm("keyturn-login-storm", lambda o: o.host_ceiling_ratio)(result)
+    return _storm(LOGIN_STORM, lambda o: o.host_ceiling_ratio)(result)
 
 
 def verdicts(result: SuiteResult) -> list[Verdict]:

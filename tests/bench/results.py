@@ -21,7 +21,7 @@ from bench.harness import (
 from bench.probe import ProbeResult
 from bench.servers import PeakRss, ServerSpec
 from bench.stats import Spread
-from bench.suite import SuiteConfig, SuiteResult
+from bench.suite import LOGIN_STORM, SuiteConfig, SuiteResult
 from bench.targets import MIB
 from bench.wrk import LoadSpec, WrkResult
 
@@ -94,7 +94,7 @@ def login_storm(
 ) -> StormOutcome:
     """A login storm whose runs alone reached ``alone_rates`` against the bounds measured around them."""
     comparison = StormComparison(
-        key="keyturn-login-storm",
+        key=LOGIN_STORM,
         group="logins",
         title="keyturn login",
         server=spec(server),
