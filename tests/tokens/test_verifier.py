@@ -8,6 +8,7 @@ the other side — what is accepted at the edges — and that nothing but
 from __future__ import annotations
 
 import base64
+import dataclasses
 import re
 import warnings
 from typing import Any
@@ -309,3 +310,24 @@ def test_a_key_that_does_not_fit_its_algorithm_cannot_be_pinned_to_it(alg: str, 
     signing and verifying do not check it per token."""
     with pytest.raises(ValueError, match=r"does not fit|unsupported"):
         SigningKey(kid="k1", alg=alg, key=key)
+
+
+def test_a_key_carries_its_algorithm_object_through_a_change_of_role() -> None:
+    """The algorithm object is set when the pair is made, including by ``dataclasses.replace`` (a key's
+    promotion or retirement), so a replaced key signs and verifies like the original and its check runs
+    again for the new pair."""
+    key = SigningKey(kid="k1", alg="ES256", key=jwk.generate_key("EC", "P-256"), state="next")
+    promoted = dataclasses.replace(key, state="current")
+    assert promoted.jws_algorithm is key.jws_algorithm
+    assert promoted.jws_algorithm.name == "ES256"
+    assert promoted == dataclasses.replace(key, state="current")
+    assert "jws_algorithm" not in repr(promoted)
+    issued = issue_access_token(
+        promoted, issuer="https://issuer.example", audience="api", subject="u1", ttl=60, now=1000
+    )
+    claims = verify_access_token(
+        issued.token, KeyRing([promoted]), VerifyOptions(issuer="https://issuer.example", audience="api"), now=1001
+    )
+    assert claims.subject == "u1"
+    with pytest.raises(ValueError, match="does not fit ES384"):
+        dataclasses.replace(key, alg="ES384")

@@ -31,7 +31,6 @@ from typing import Any, Final, Protocol
 
 from joserfc import jwe, jws
 from joserfc.errors import JoseError
-from joserfc.jwa import JWSAlgModel
 from joserfc.jwk import OctKey
 
 from keyturn.crypto.keys import ALGORITHMS, SigningKey
@@ -247,9 +246,8 @@ def _signed_compact(key: SigningKey, payload: bytes) -> str:
     joserfc's algorithm object's, as on the verifying side (:func:`_verified_payload`); that the
     key fits the algorithm was checked when the :class:`SigningKey` was made.
     """
-    algorithm = _algorithm(key.alg)
     signing_input = _header_segment(key.alg, key.kid) + b"." + _b64encode(payload)
-    signature = algorithm.sign(signing_input, key.key)
+    signature = key.jws_algorithm.sign(signing_input, key.key)
     return (signing_input + b"." + _b64encode(signature)).decode("ascii")
 
 
@@ -356,12 +354,6 @@ def _pinned_key(header: Mapping[str, Any], keys: KeyLookup) -> SigningKey:
     return key
 
 
-@functools.cache
-def _algorithm(alg: str) -> JWSAlgModel:
-    """joserfc's algorithm object for ``alg``, taken from the pinned registry (which refuses others)."""
-    return _registry(alg).get_alg(alg)
-
-
 def _verified_payload(parts: Sequence[str], key: SigningKey) -> bytes:
     """The payload of ``header.payload.signature``, once the signature verifies with ``key``.
 
@@ -371,10 +363,9 @@ def _verified_payload(parts: Sequence[str], key: SigningKey) -> bytes:
     moot -- about a third of a first-sight ES256 verification's overhead over the bare primitive.
     That the key fits the algorithm was checked when the :class:`SigningKey` was made.
     """
-    algorithm = _algorithm(key.alg)
     signature = _b64decode(parts[2])
     try:
-        valid = algorithm.verify(f"{parts[0]}.{parts[1]}".encode("ascii"), signature, key.key)
+        valid = key.jws_algorithm.verify(f"{parts[0]}.{parts[1]}".encode("ascii"), signature, key.key)
     except _FOREIGN_ERRORS as exc:
         raise TokenInvalid() from exc
     if not valid:

@@ -12,16 +12,18 @@ Private keys are exported as JWK JSON, optionally sealed with a key-encryption k
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import json
 import re
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Final, Literal
 
 from joserfc import jwe, jwk, jws
 from joserfc.errors import JoseError
+from joserfc.jwa import JWSAlgModel
 from joserfc.jwk import Key, OctKey
 
 from keyturn.errors import ConfigurationError
@@ -70,6 +72,15 @@ _BASE64URL: Final = re.compile(r"[A-Za-z0-9_-]+")
 _PUBLICATION_ORDER: Final[dict[str, int]] = {"current": 0, "next": 1, "retired": 2}
 
 
+@functools.cache
+def _jws_algorithm(alg: str) -> JWSAlgModel:
+    """joserfc's algorithm object for one of keyturn's algorithms; ``ValueError`` for any other."""
+    algorithm = jws.JWSRegistry.algorithms.get(alg) if alg in ALGORITHMS else None
+    if algorithm is None:
+        raise ValueError(f"unsupported signing algorithm {alg!r}")
+    return algorithm
+
+
 @dataclass(frozen=True, slots=True)
 class SigningKey:
     """One key, its pinned algorithm, its ``kid`` and its place in the rotation.
@@ -91,11 +102,13 @@ class SigningKey:
     created_at: float = 0.0
     #: When a retired key may leave the JWKS: no token it signed can be valid after this.
     drop_after: float | None = None
+    #: joserfc's algorithm object for ``alg``: what signs and verifies with this key. Set when the
+    #: key is made (an attribute, not a lookup: it is read for every token signed or verified).
+    jws_algorithm: JWSAlgModel = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        algorithm = jws.JWSRegistry.algorithms.get(self.alg) if self.alg in ALGORITHMS else None
-        if algorithm is None:
-            raise ValueError(f"unsupported signing algorithm {self.alg!r}")
+        algorithm = _jws_algorithm(self.alg)
+        object.__setattr__(self, "jws_algorithm", algorithm)
         try:
             algorithm.check_key(self.key)
         except JoseError as exc:
