@@ -302,18 +302,22 @@ def _target_row(verdict: Verdict) -> list[str]:
     if measured is not None:
         value = f"**{measured.median:,.2f}{target.unit}** ({measured.low:,.2f}-{measured.high:,.2f})"
     status = {True: "met", False: "MISSED", None: "not measured"}[verdict.met]
-    return [target.name, f"{target.direction} {target.threshold:g}{target.unit}", value, status, verdict.margin]
+    bound = f"{target.direction} {target.threshold:g}{target.unit}"
+    return [target.name, bound, value, status, verdict.margin, verdict.rounds]
 
 
 def _targets_section(result: SuiteResult) -> list[str]:
     lines = ["## Targets", ""]
     lines += [
         "The issue's targets against this run (median, min-max over rounds; a failed or invalid comparison",
-        "counts as not measured). docs/performance.md says what bounds each miss.",
+        "counts as not measured). The verdict is the median's; the last column says whether all, some or",
+        "none of the rounds were on the bound's good side: with some, the line runs through this run's",
+        "spread and another run of the same code can give the other verdict. docs/performance.md says",
+        "what bounds each miss.",
         "",
     ]
     rows = [_target_row(verdict) for verdict in verdicts(result)]
-    lines += _table(["target", "bound", "measured", "verdict", "margin"], rows)
+    lines += _table(["target", "bound", "measured", "verdict", "margin", "rounds meeting it"], rows)
     ceiling = login_host_ceiling(result)
     if ceiling is not None:
         lines += [
@@ -559,6 +563,7 @@ def to_json(result: SuiteResult, environment: dict[str, str]) -> dict[str, objec
                 "bound": f"{v.target.direction} {v.target.threshold:g}{v.target.unit}",
                 "measured": _spread_dict(v.measured),
                 "met": v.met,
+                "rounds_meeting": v.rounds,
             }
             for v in verdicts(result)
         ],

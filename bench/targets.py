@@ -55,9 +55,7 @@ class Verdict:
         """True/False on the median; ``None`` when the run did not measure it."""
         if self.measured is None:
             return None
-        if self.target.direction == "at least":
-            return self.measured.median >= self.target.threshold
-        return self.measured.median <= self.target.threshold
+        return self._meets(self.measured.median)
 
     @property
     def margin(self) -> str:
@@ -70,6 +68,27 @@ class Verdict:
         word = "met by" if relative >= 0 else "missed by"
         percent = abs(relative) * 100
         return f"{word} {percent:.1f}%" if percent < 1 else f"{word} {percent:.0f}%"  # 0.897x: "missed by 0.3%"
+
+    @property
+    def rounds(self) -> str:
+        """Whether ``all``, ``some`` or ``none`` of the run's rounds are on the bound's good side.
+
+        The verdict is the median's; this says whether it held round after round or the line ran
+        through the rounds' range, where another run of the same code can give the other verdict.
+        """
+        if self.measured is None:
+            return "not measured"
+        worst, best = self.measured.low, self.measured.high
+        if self.target.direction == "at most":
+            worst, best = best, worst
+        if self._meets(worst):
+            return "all"
+        return "some" if self._meets(best) else "none"
+
+    def _meets(self, value: float) -> bool:
+        if self.target.direction == "at least":
+            return value >= self.target.threshold
+        return value <= self.target.threshold
 
 
 def _http(key: str, pick: Callable[[HttpOutcome], Spread]) -> Callable[[SuiteResult], Spread | None]:

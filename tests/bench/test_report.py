@@ -32,9 +32,10 @@ def test_the_markdown_opens_with_the_targets_and_their_verdicts() -> None:
         "**0.87x** (0.86-0.88)",
         "MISSED",
         "missed by 3%",
+        "none",
     ]
-    assert _row(markdown, "logins/s ÷ hash-bound limit")[2:] == ["**0.85x** (0.80-0.90)", "met", "met by 0.0%"]
-    assert _row(markdown, "refresh/s on PostgreSQL")[2:] == ["n/a", "not measured", "not measured"]
+    assert _row(markdown, "logins/s ÷ hash-bound limit")[2:] == ["**0.85x** (0.80-0.90)", "met", "met by 0.0%", "some"]
+    assert _row(markdown, "refresh/s on PostgreSQL")[2:] == ["n/a", "not measured", "not measured", "not measured"]
     assert "deliver **0.95x** (0.94-0.96) of the limit" in markdown
     assert "![ratios](latest.png)" in markdown
     assert "| git commit | `abc1234` |" in markdown
@@ -52,3 +53,5 @@ def test_the_json_holds_every_round_and_the_same_verdicts() -> None:
     assert met["guarded ÷ unguarded, repeated token (uvicorn, ES256)"] is False
     assert met["logins/s ÷ hash-bound limit (storm alone)"] is True
     assert met["refresh/s on PostgreSQL (absolute)"] is None
+    rounds = {target["target"]: target["rounds_meeting"] for target in data["targets"]}
+    assert rounds["logins/s ÷ hash-bound limit (storm alone)"] == "some"

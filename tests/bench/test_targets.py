@@ -39,7 +39,26 @@ def test_an_at_most_bound_is_mirrored(median: float, met: bool, margin: str) -> 
 
 def test_a_target_the_run_did_not_measure_is_neither_met_nor_missed() -> None:
     verdict = Verdict(_target("at least", 0.90), None)
-    assert (verdict.met, verdict.margin) == (None, "not measured")
+    assert (verdict.met, verdict.margin, verdict.rounds) == (None, "not measured", "not measured")
+
+
+@pytest.mark.parametrize(
+    ("low", "median", "high", "rounds"),
+    [
+        (0.90, 0.93, 0.97, "all"),  # the worst round is on the line: every round meets it
+        (0.87, 0.94, 0.95, "some"),  # met on the median, with a round below the line
+        (0.86, 0.88, 0.90, "some"),  # missed on the median, with a round on the line
+        (0.86, 0.88, 0.897, "none"),
+    ],
+)
+def test_rounds_say_whether_the_line_crosses_the_spread(low: float, median: float, high: float, rounds: str) -> None:
+    assert Verdict(_target("at least", 0.90), Spread(median, low, high)).rounds == rounds
+
+
+@pytest.mark.parametrize(("low", "high", "rounds"), [(3.0, 10.0, "all"), (3.0, 12.0, "some"), (10.5, 12.0, "none")])
+def test_rounds_of_an_at_most_bound_are_mirrored(low: float, high: float, rounds: str) -> None:
+    verdict = Verdict(_target("at most", 10.0), Spread((low + high) / 2, low, high))
+    assert verdict.rounds == rounds
 
 
 def test_the_guard_and_login_targets_read_their_own_comparisons() -> None:
