@@ -311,9 +311,9 @@ def _targets_section(result: SuiteResult) -> list[str]:
     lines += [
         "The issue's targets against this run (median, min-max over rounds; a failed or invalid comparison",
         "counts as not measured). The verdict is the median's; the last column says whether all, some or",
-        "none of the rounds were on the bound's good side: with some, the line runs through this run's",
-        "spread and another run of the same code can give the other verdict. docs/performance.md says",
-        "what bounds each miss.",
+        "none of the rounds (for memory: of keyturn's servers) were on the bound's good side: with some,",
+        "the line runs through this run's spread and another run of the same code can give the other",
+        "verdict. docs/performance.md says what bounds each miss.",
         "",
     ]
     rows = [_target_row(verdict) for verdict in verdicts(result)]

@@ -75,6 +75,8 @@ class Verdict:
 
         The verdict is the median's; this says whether it held round after round or the line ran
         through the rounds' range, where another run of the same code can give the other verdict.
+        Read from the spread's ends, so for the memory target (a spread over keyturn's servers, not
+        rounds) it says whether every server stayed within the budget.
         """
         if self.measured is None:
             return "not measured"
