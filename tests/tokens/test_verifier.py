@@ -331,3 +331,12 @@ def test_a_key_carries_its_algorithm_object_through_a_change_of_role() -> None:
     assert claims.subject == "u1"
     with pytest.raises(ValueError, match="does not fit ES384"):
         dataclasses.replace(key, alg="ES384")
+
+
+@pytest.mark.parametrize("kid", ["has space", "k" * 129, "ünïcode", ""])
+def test_a_key_whose_kid_no_verifier_accepts_refuses_to_sign(kid: str) -> None:
+    """Signing checks its header with the verifier's own rule, so a key never issues tokens that every
+    guard would turn away (the kid rule: ``[A-Za-z0-9._-]{1,128}``)."""
+    key = dataclasses.replace(generate_signing_key("ES256", now=NOW), kid=kid)
+    with pytest.raises(ValueError, match="would not verify"):
+        issue_access_token(key, issuer=OPTIONS.issuer, audience=OPTIONS.audience, subject="u", ttl=60, now=NOW)

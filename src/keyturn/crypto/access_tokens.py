@@ -29,11 +29,11 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Final, Protocol
 
-from joserfc import jwe, jws
+from joserfc import jwe
 from joserfc.errors import JoseError
 from joserfc.jwk import OctKey
 
-from keyturn.crypto.keys import ALGORITHMS, SigningKey
+from keyturn.crypto.keys import SigningKey
 from keyturn.errors import TokenExpired, TokenInvalid
 
 __all__ = [
@@ -153,32 +153,12 @@ class IssuedToken:
     expires_in: int
 
 
-class _PinnedRegistry(jws.JWSRegistry):
-    """A registry admitting exactly one algorithm, the one pinned to a key.
-
-    joserfc warns on every use of the polymorphic name ``EdDSA`` (RFC 9864 prefers
-    ``Ed25519``); keyturn publishes ``EdDSA`` with ``crv: Ed25519`` on purpose, for
-    the verifiers that know no other name, so the warning is not repeated per token.
-    """
-
-    def get_alg(self, name: str) -> Any:
-        if name not in ALGORITHMS or self.allowed is None or name not in self.allowed:
-            return super().get_alg(name)
-        return self.algorithms[name]
-
-
 #: Checked JWS headers remembered, and the longest segment remembered (see :func:`_checked_header`).
 _MAX_CACHED_HEADERS: Final = 256
 _MAX_CACHED_HEADER_CHARS: Final = 512
 #: Encoded JWS headers of issued tokens remembered (see :func:`_header_segment`).
 _MAX_HEADER_SEGMENTS: Final = 64
 _JWE_REGISTRY: Final = jwe.JWERegistry(algorithms=["dir", "A256GCM"])
-
-
-@functools.cache
-def _registry(alg: str) -> jws.JWSRegistry:
-    """The registry pinned to ``alg`` alone; one per algorithm, and keys only carry allowed ones."""
-    return _PinnedRegistry(algorithms=[alg])
 
 
 def issue_access_token(
@@ -229,11 +209,16 @@ def _b64encode(data: bytes) -> bytes:
 def _header_segment(alg: str, kid: str) -> bytes:
     """The encoded JWS header of every token the key ``kid`` signs: ``alg``, ``typ`` and ``kid``, nothing else.
 
-    It is the same for all of a key's tokens, so it is checked by the pinned registry and
-    encoded once per key (the most recently used :data:`_MAX_HEADER_SEGMENTS`; keys rotate rarely).
+    It is the same for all of a key's tokens, so it is checked and encoded once per key (the most
+    recently used :data:`_MAX_HEADER_SEGMENTS`; keys rotate rarely). The check is the verifier's own
+    (:func:`_check_header`): a key whose ``kid`` no verifier would accept refuses to sign, rather
+    than issue tokens that every guard turns away. Raises ``ValueError`` then.
     """
     header = {"alg": alg, "typ": TOKEN_TYPE, "kid": kid}
-    _registry(alg).check_header(header)
+    try:
+        _check_header(header)
+    except TokenInvalid as exc:
+        raise ValueError(f"a token signed by key {kid[:MAX_KID_LENGTH]!r} would not verify: malformed kid") from exc
     return _b64encode(json.dumps(header, separators=(",", ":")).encode("ascii"))
 
 
