@@ -178,7 +178,8 @@ def make_client(make_settings: SettingsFactory, clock: FrozenClock) -> ClientFac
     async def factory(
         settings: Settings | None = None, *, use_clock: bool = True, headers: dict[str, str] | None = None
     ) -> AsyncIterator[httpx.AsyncClient]:
-        app = create_app(settings or make_settings(), clock=clock if use_clock else None)
+        # Not frozen: a test process starts an app per test (tests/server/test_heap.py covers the default).
+        app = create_app(settings or make_settings(), clock=clock if use_clock else None, freeze_startup_heap=False)
         async with (
             LifespanManager(app),
             httpx.AsyncClient(

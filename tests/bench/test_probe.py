@@ -5,6 +5,7 @@ Driven against a real HTTP server on loopback whose answers the test controls.
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
 from collections.abc import Iterator
@@ -81,3 +82,21 @@ def test_error_answers_are_failures_not_latencies_to_trust() -> None:
     assert result.answered > 0
     assert result.failures == result.answered
     assert not result.ok
+
+
+def test_the_probing_process_does_not_collect_garbage_during_the_window() -> None:
+    """A full collection in the probe's own process would stall it, and be charged to the server."""
+    seen: list[bool] = []
+
+    class Recording(dict[str, float]):
+        def pop(self, key: str, default: float = 0.0) -> float:  # type: ignore[override]
+            seen.append(gc.isenabled())  # the server thread shares the probe's process
+            return default
+
+    assert gc.isenabled()
+    with _server(Recording()) as port:
+        result = probe(port, "/healthz", duration_s=0.1, interval_s=0.01)
+    assert result.ok
+    assert seen
+    assert not any(seen)
+    assert gc.isenabled(), "collection is back on once the window closes"
