@@ -8,7 +8,7 @@ from __future__ import annotations
 import gc
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -28,13 +28,19 @@ def test_percentiles_are_nearest_rank() -> None:
 
 
 @contextmanager
-def _server(delays: dict[str, float], status: int = 200) -> Iterator[int]:
-    """A loopback server: ``GET /slow`` waits ``delays["slow"]`` once, then answers at once."""
+def _server(
+    delays: dict[str, float], status: int = 200, on_request: Callable[[], None] = lambda: None
+) -> Iterator[int]:
+    """A loopback server: ``GET /slow`` waits ``delays["slow"]`` once, then answers at once.
+
+    ``on_request`` runs on the server's thread, in the probe's own process, before each answer.
+    """
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
         def do_GET(self) -> None:
+            on_request()
             delay = delays.pop(self.path.strip("/"), 0.0)
             time.sleep(delay)
             self.send_response(status)
@@ -87,14 +93,8 @@ def test_error_answers_are_failures_not_latencies_to_trust() -> None:
 def test_the_probing_process_does_not_collect_garbage_during_the_window() -> None:
     """A full collection in the probe's own process would stall it, and be charged to the server."""
     seen: list[bool] = []
-
-    class Recording(dict[str, float]):
-        def pop(self, key: str, default: float = 0.0) -> float:  # type: ignore[override]
-            seen.append(gc.isenabled())  # the server thread shares the probe's process
-            return default
-
     assert gc.isenabled()
-    with _server(Recording()) as port:
+    with _server({}, on_request=lambda: seen.append(gc.isenabled())) as port:
         result = probe(port, "/healthz", duration_s=0.1, interval_s=0.01)
     assert result.ok
     assert seen
